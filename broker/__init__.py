@@ -1,0 +1,1 @@
+"""warrenmq.broker: the server that joins the wire, routing and the log."""

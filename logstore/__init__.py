@@ -1,0 +1,1 @@
+"""warrenmq.logstore."""
