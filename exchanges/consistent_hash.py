@@ -35,6 +35,7 @@ from typing import Any
 from zlib import crc32
 
 from .base import EMPTY, Binding, ExchangeRouter, InvalidArguments, PropertyGetter
+from .cache import RecentResults
 from .fields import erlang_repr, strict_key, timestamp_seconds
 
 HASH_PROPERTIES = ("correlation_id", "message_id", "timestamp")
@@ -102,8 +103,7 @@ class ConsistentHashRouter(ExchangeRouter):
         self._owners: list[tuple[Any, ...]] = []  # the result tuple of each destination
         self._total = 0
         self._stale = False
-        self._cache: dict[Any, tuple[Any, ...]] = {}
-        self._cache_size = cache_size
+        self._cache = RecentResults(cache_size)
 
     @classmethod
     def validate_arguments(cls, arguments: Mapping[str, Any]) -> InvalidArguments | None:
@@ -167,7 +167,6 @@ class ConsistentHashRouter(ExchangeRouter):
         total = self._total
         if total == 0:
             return EMPTY
-        cache = self._cache
         if self.hash_header is not None:
             value = headers.get(self.hash_header) if headers else None
             cache_key: Any = crc32(hash_input(value))
@@ -176,14 +175,13 @@ class ConsistentHashRouter(ExchangeRouter):
             cache_key = crc32(hash_input(value))
         else:
             cache_key = routing_key
-        result = cache.get(cache_key)
+        result = self._cache.young.get(cache_key)
         if result is not None:
             return result
-        digest = cache_key if type(cache_key) is int else crc32(routing_key.encode())
-        bucket = jump_consistent_hash(digest, total)
-        result = self._owners[bisect_right(self._ends, bucket)]
-        if self._cache_size > 0:
-            if len(cache) >= self._cache_size:
-                del cache[next(iter(cache))]
-            cache[cache_key] = result
+        result = self._cache.recall(cache_key)
+        if result is None:
+            digest = cache_key if type(cache_key) is int else crc32(routing_key.encode())
+            bucket = jump_consistent_hash(digest, total)
+            result = self._owners[bisect_right(self._ends, bucket)]
+            self._cache.put(cache_key, result)
         return result

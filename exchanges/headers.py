@@ -64,11 +64,10 @@ def binding_terms(arguments: Mapping[str, Any]) -> tuple[bool, tuple[tuple[str, 
 
 
 class _AllBinding:
-    __slots__ = ("seq", "destination", "pairs")
+    __slots__ = ("seq", "pairs")
 
-    def __init__(self, seq: int, destination: Hashable, pairs: tuple[tuple[str, Any], ...]):
+    def __init__(self, seq: int, pairs: tuple[tuple[str, Any], ...]) -> None:
         self.seq = seq
-        self.destination = destination
         self.pairs = pairs
 
     def matches(self, keys: Mapping[str, Any]) -> bool:
@@ -80,20 +79,23 @@ class _AllBinding:
         return True
 
 
-def _index_add(index: dict[str, dict[Any, dict[int, Any]]], name: str, key: Any, seq: int,
-               item: Any) -> None:
-    index.setdefault(name, {}).setdefault(key, {})[seq] = item
+class _Slot:
+    """Everything indexed under one header name."""
+
+    __slots__ = ("any_present", "any_values", "all_present", "all_values", "size")
+
+    def __init__(self) -> None:
+        # any-bindings satisfied by the header's presence / by one of its values
+        self.any_present: tuple[int, ...] = ()
+        self.any_values: dict[Any, tuple[int, ...]] = {}
+        # all-bindings anchored on this header, still to be checked in full
+        self.all_present: tuple[_AllBinding, ...] = ()
+        self.all_values: dict[Any, tuple[_AllBinding, ...]] = {}
+        self.size = 0
 
 
-def _index_remove(index: dict[str, dict[Any, dict[int, Any]]], name: str, key: Any,
-                  seq: int) -> None:
-    by_key = index[name]
-    items = by_key[key]
-    del items[seq]
-    if not items:
-        del by_key[key]
-        if not by_key:
-            del index[name]
+def _without(items: tuple[Any, ...], item: Any) -> tuple[Any, ...]:
+    return tuple(x for x in items if x != item)
 
 
 class HeadersRouter(ExchangeRouter):
@@ -104,13 +106,11 @@ class HeadersRouter(ExchangeRouter):
 
     def __init__(self, arguments: Mapping[str, Any] | None = None) -> None:
         super().__init__(arguments)
-        # all-mode bindings with no terms: match every message.
-        self._always: dict[int, Hashable] = {}
-        self._always_dests: tuple[Any, ...] | None = EMPTY
-        # any-mode: header name -> match key (or PRESENT) -> seq -> destination.
-        self._any: dict[str, dict[Any, dict[int, Hashable]]] = {}
-        # all-mode: header name -> match key (or PRESENT) -> seq -> binding to check.
-        self._all: dict[str, dict[Any, dict[int, _AllBinding]]] = {}
+        self._destination_of: dict[int, Hashable] = {}
+        self._all_of: dict[int, _AllBinding] = {}
+        self._always: tuple[int, ...] = ()  # all-bindings with no terms: match everything
+        self._always_dests: tuple[Any, ...] = EMPTY
+        self._slots: dict[str, _Slot] = {}
 
     def validate_binding(
         self, binding_key: str, arguments: Mapping[str, Any]
@@ -125,31 +125,77 @@ class HeadersRouter(ExchangeRouter):
                 return name, key
         return pairs[0]
 
+    def _slot(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot()
+        return slot
+
+    def _release(self, name: str, slot: _Slot) -> None:
+        slot.size -= 1
+        if not slot.size:
+            del self._slots[name]
+
     def _added(self, seq: int, binding: Binding) -> None:
+        self._destination_of[seq] = binding.destination
         is_all, pairs = binding_terms(binding.arguments)
-        if is_all:
-            if not pairs:
-                self._always[seq] = binding.destination
-                self._always_dests = None
-                return
+        if is_all and not pairs:
+            self._always += (seq,)
+            self._always_dests = self._destinations(list(self._always))
+        elif is_all:
             name, key = self._anchor(pairs)
-            _index_add(self._all, name, key, seq, _AllBinding(seq, binding.destination, pairs))
+            slot = self._slot(name)
+            entry = self._all_of[seq] = _AllBinding(seq, pairs)
+            if key is PRESENT:
+                slot.all_present += (entry,)
+            else:
+                slot.all_values[key] = slot.all_values.get(key, ()) + (entry,)
+            slot.size += 1
         else:
             for name, key in pairs:
-                _index_add(self._any, name, key, seq, binding.destination)
+                slot = self._slot(name)
+                if key is PRESENT:
+                    slot.any_present += (seq,)
+                else:
+                    slot.any_values[key] = slot.any_values.get(key, ()) + (seq,)
+                slot.size += 1
 
     def _removed(self, seq: int, binding: Binding) -> None:
         is_all, pairs = binding_terms(binding.arguments)
-        if is_all:
-            if not pairs:
-                del self._always[seq]
-                self._always_dests = None
-                return
+        if is_all and not pairs:
+            self._always = _without(self._always, seq)
+            self._always_dests = self._destinations(list(self._always))
+        elif is_all:
             name, key = self._anchor(pairs)
-            _index_remove(self._all, name, key, seq)
+            slot = self._slots[name]
+            entry = self._all_of.pop(seq)
+            if key is PRESENT:
+                slot.all_present = _without(slot.all_present, entry)
+            else:
+                rest = _without(slot.all_values[key], entry)
+                if rest:
+                    slot.all_values[key] = rest
+                else:
+                    del slot.all_values[key]
+            self._release(name, slot)
         else:
             for name, key in pairs:
-                _index_remove(self._any, name, key, seq)
+                slot = self._slots[name]
+                if key is PRESENT:
+                    slot.any_present = _without(slot.any_present, seq)
+                else:
+                    rest = _without(slot.any_values[key], seq)
+                    if rest:
+                        slot.any_values[key] = rest
+                    else:
+                        del slot.any_values[key]
+                self._release(name, slot)
+        del self._destination_of[seq]
+
+    def _destinations(self, seqs: list[int]) -> tuple[Any, ...]:
+        # Oldest binding first, each destination once, all in C.
+        seqs.sort()
+        return tuple(dict.fromkeys(map(self._destination_of.__getitem__, seqs)))
 
     def route(
         self,
@@ -157,39 +203,30 @@ class HeadersRouter(ExchangeRouter):
         headers: Mapping[str, Any] | None = None,
         properties: PropertyGetter | None = None,
     ) -> tuple[Any, ...]:
-        always = self._always_dests
-        if always is None:
-            always = self._always_dests = tuple(dict.fromkeys(self._always.values()))
-        if not headers or (not self._any and not self._all):
-            return always
-        hits: dict[int, Hashable] = dict(self._always) if self._always else {}
+        slots = self._slots
+        if not headers or not slots:
+            return self._always_dests
+        found = list(self._always)
         keys: dict[str, Any] = {}
-        any_index = self._any
-        all_index = self._all
         candidates: list[_AllBinding] = []
         for name, value in headers.items():
-            key = keys[name] = match_key(value)
-            by_key = any_index.get(name)
-            if by_key is not None:
-                found = by_key.get(PRESENT)
-                if found:
-                    hits.update(found)
-                found = by_key.get(key)
-                if found:
-                    hits.update(found)
-            by_key = all_index.get(name)
-            if by_key is not None:
-                found_all = by_key.get(PRESENT)
-                if found_all:
-                    candidates.extend(found_all.values())
-                found_all = by_key.get(key)
-                if found_all:
-                    candidates.extend(found_all.values())
+            kind = type(value)
+            key = value if kind is str or kind is int or kind is float else match_key(value)
+            keys[name] = key
+            slot = slots.get(name)
+            if slot is None:
+                continue
+            found += slot.any_present
+            hit = slot.any_values.get(key)
+            if hit:
+                found += hit
+            candidates += slot.all_present
+            maybe = slot.all_values.get(key)
+            if maybe:
+                candidates += maybe
         for candidate in candidates:
             if candidate.matches(keys):
-                hits[candidate.seq] = candidate.destination
-        if not hits:
+                found.append(candidate.seq)
+        if not found:
             return EMPTY
-        if len(hits) == 1:
-            return tuple(hits.values())
-        return tuple(dict.fromkeys(hits[seq] for seq in sorted(hits)))
+        return self._destinations(found)

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from .base import EMPTY, Binding, ExchangeRouter, PropertyGetter, ordered_destinations
+from .base import EMPTY, Binding, ExchangeRouter, PropertyGetter
+from .cache import RecentResults
 
 DEFAULT_CACHE_SIZE = 4096
 
@@ -42,18 +43,18 @@ def pattern_words(binding_key: str) -> list[str]:
 
 
 class _Node:
-    __slots__ = ("children", "star", "hash", "entries", "dests")
+    __slots__ = ("children", "star", "hash", "leaf", "seqs")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.star: _Node | None = None
         self.hash: _Node | None = None
-        # Bindings ending at this node: sequence number -> destination.
-        self.entries: dict[int, Hashable] = {}
-        self.dests: tuple[Any, ...] = EMPTY
+        self.leaf = True  # no children, no star, no hash: matching stops here
+        # Sequence numbers of the bindings whose key ends at this node.
+        self.seqs: tuple[int, ...] = ()
 
-    def is_empty(self) -> bool:
-        return not self.entries and not self.children and self.star is None and self.hash is None
+    def update_leaf(self) -> None:
+        self.leaf = not self.children and self.star is None and self.hash is None
 
 
 def _child(node: _Node, word: str) -> _Node | None:
@@ -64,24 +65,47 @@ def _child(node: _Node, word: str) -> _Node | None:
     return node.children.get(word)
 
 
-def _collect(node: _Node, words: list[str], i: int, n: int, found: list[_Node]) -> None:
-    """Append to ``found`` every node whose bindings match ``words[i:]`` from ``node``."""
+def _collect(node: _Node, words: list[str], i: int, n: int, found: list[int]) -> None:
+    """Add to ``found`` the binding numbers at every node matching ``words[i:]`` from ``node``.
+
+    A binding may be added more than once; the caller removes repeats.
+    Leaves are handled where they are found rather than by a call, which
+    is most of the trie in practice (keys ending in a literal, '*' or '#').
+    """
     while True:
         hash_node = node.hash
         if hash_node is not None:
-            if not hash_node.children and hash_node.star is None and hash_node.hash is None:
-                # A trailing '#' matches whatever is left, in one step.
-                found.append(hash_node)
-            else:
-                for j in range(i, n + 1):
-                    _collect(hash_node, words, j, n, found)
+            # '#' absorbs zero or more of the remaining words: its own bindings
+            # match whatever is left, its subtrie continues at every position.
+            found += hash_node.seqs
+            if not hash_node.leaf:
+                after = hash_node.children
+                star = hash_node.star
+                for j in range(i, n):
+                    if after:
+                        child = after.get(words[j])
+                        if child is not None:
+                            if child.leaf:
+                                if j + 1 == n:
+                                    found += child.seqs
+                            else:
+                                _collect(child, words, j + 1, n, found)
+                    if star is not None:
+                        if star.leaf:
+                            if j + 1 == n:
+                                found += star.seqs
+                        else:
+                            _collect(star, words, j + 1, n, found)
         if i == n:
-            if node.entries:
-                found.append(node)
+            found += node.seqs
             return
         star = node.star
         if star is not None:
-            _collect(star, words, i + 1, n, found)
+            if star.leaf:
+                if i + 1 == n:
+                    found += star.seqs
+            else:
+                _collect(star, words, i + 1, n, found)
         next_node = node.children.get(words[i])
         if next_node is None:
             return
@@ -99,8 +123,8 @@ class TopicRouter(ExchangeRouter):
     ) -> None:
         super().__init__(arguments)
         self._root = _Node()
-        self._cache: dict[str, tuple[Any, ...]] = {}
-        self._cache_size = cache_size
+        self._destination_of: dict[int, Hashable] = {}
+        self._cache = RecentResults(cache_size)
 
     def _added(self, seq: int, binding: Binding) -> None:
         node = self._root
@@ -114,9 +138,10 @@ class TopicRouter(ExchangeRouter):
                     node.hash = child
                 else:
                     node.children[word] = child
+                node.leaf = False
             node = child
-        node.entries[seq] = binding.destination
-        node.dests = ordered_destinations(node.entries)
+        node.seqs += (seq,)
+        self._destination_of[seq] = binding.destination
         self._cache.clear()
 
     def _removed(self, seq: int, binding: Binding) -> None:
@@ -127,10 +152,10 @@ class TopicRouter(ExchangeRouter):
             assert child is not None, "a stored binding always has its trie path"
             path.append((node, word))
             node = child
-        del node.entries[seq]
-        node.dests = ordered_destinations(node.entries) if node.entries else EMPTY
+        node.seqs = tuple(s for s in node.seqs if s != seq)
+        del self._destination_of[seq]
         # Prune the nodes this binding alone kept alive, deepest first.
-        while path and node.is_empty():
+        while path and node.leaf and not node.seqs:
             parent, word = path.pop()
             if word == "*":
                 parent.star = None
@@ -138,6 +163,7 @@ class TopicRouter(ExchangeRouter):
                 parent.hash = None
             else:
                 del parent.children[word]
+            parent.update_leaf()
             node = parent
         self._cache.clear()
 
@@ -147,28 +173,22 @@ class TopicRouter(ExchangeRouter):
         headers: Mapping[str, Any] | None = None,
         properties: PropertyGetter | None = None,
     ) -> tuple[Any, ...]:
-        cache = self._cache
-        result = cache.get(routing_key)
+        result = self._cache.young.get(routing_key)
         if result is not None:
             return result
-        result = self.match(routing_key)
-        if self._cache_size > 0:
-            if len(cache) >= self._cache_size:
-                # Evict the oldest entry (dicts keep insertion order).
-                del cache[next(iter(cache))]
-            cache[routing_key] = result
+        result = self._cache.recall(routing_key)
+        if result is None:
+            result = self.match(routing_key)
+            self._cache.put(routing_key, result)
         return result
 
     def match(self, routing_key: str) -> tuple[Any, ...]:
         """Walk the trie for ``routing_key``, bypassing the cache."""
         words = routing_key.split(".") if routing_key else []
-        found: list[_Node] = []
+        found: list[int] = []
         _collect(self._root, words, 0, len(words), found)
         if not found:
             return EMPTY
-        if len(found) == 1:
-            return found[0].dests
-        merged: dict[int, Hashable] = {}
-        for node in found:
-            merged.update(node.entries)
-        return ordered_destinations(merged)
+        # Oldest binding first; all in C: sort ints, map to destinations, drop repeats.
+        found.sort()
+        return tuple(dict.fromkeys(map(self._destination_of.__getitem__, found)))

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from warrenmq.exchanges import TopicRouter
+from warrenmq.exchanges.cache import RecentResults
 
 
 def words_of(key: str) -> list[str]:
@@ -155,7 +156,7 @@ def test_unbinding_everything_prunes_the_trie() -> None:
         assert router.unbind("q", key)
     assert router.route("a.b.c") == ()
     root = router._root
-    assert not root.children and root.star is None and root.hash is None and not root.entries
+    assert not root.children and root.star is None and root.hash is None and not root.seqs
 
 
 def test_cache_is_invalidated_by_bind_and_unbind() -> None:
@@ -203,3 +204,23 @@ def test_deep_hash_patterns_on_long_keys_finish() -> None:
     key = ".".join(["a"] * 40)
     assert router.route(key) == ("q",)
     assert router.route(".".join(["b"] * 40)) == ()
+
+
+def test_recent_results_keep_keys_in_steady_use() -> None:
+    cache = RecentResults(8)
+    cache.put("hot", ("q",))
+    for i in range(100):
+        cache.put(f"cold-{i}", ())
+        hit = cache.young.get("hot") or cache.recall("hot")
+        assert hit == ("q",)
+        assert len(cache) <= 8
+    assert cache.recall("cold-0") is None and "cold-0" not in cache.young
+    cache.clear()
+    assert len(cache) == 0 and cache.recall("hot") is None
+
+
+def test_a_zero_size_cache_remembers_nothing() -> None:
+    router = TopicRouter(cache_size=0)
+    router.bind("q", "a")
+    assert router.route("a") == ("q",)
+    assert len(router._cache) == 0
