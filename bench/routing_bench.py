@@ -42,7 +42,7 @@ LEVELS = [
 
 
 def topic_pattern(rng: random.Random) -> str:
-    """A binding key mixing literals, '*' and '#': about 1 in 4 has each wildcard."""
+    """A binding key: about half are all literal words, a third have a '*', a fifth a '#'."""
     words = []
     for level, vocabulary in enumerate(LEVELS):
         roll = rng.random()
