@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 
 import pytest
+
 from warrenmq.exchanges import (
     PRECONDITION_FAILED,
     BindingRejected,

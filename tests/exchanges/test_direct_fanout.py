@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from warrenmq.exchanges import DirectRouter, FanoutRouter
 
 destinations = st.sampled_from(["q0", "q1", "q2", "q3"])

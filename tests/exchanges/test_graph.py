@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from warrenmq.exchanges import (
     DirectRouter,
     ExchangeRouter,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from warrenmq.exchanges import (
     EXCHANGE_TYPES,
     PRECONDITION_FAILED,

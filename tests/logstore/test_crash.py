@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.crash_appender import value_for
+
 from warrenmq.logstore import LogManager
 
 APPENDER = Path(__file__).parent.parent / "support" / "crash_appender.py"

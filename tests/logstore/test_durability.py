@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from support.logstore import records
+
 from warrenmq.logstore import LogConfig, LogManager
 
 

@@ -15,6 +15,7 @@ import tempfile
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
 from warrenmq.logstore import LogConfig, LogManager, OffsetOutOfRangeError
 
 TOPIC = "orders/../model"

@@ -6,6 +6,7 @@ import os
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from warrenmq.logstore import escape_name, unescape_name
 
 HOSTILE = [

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from support.logstore import crash, records
+
 from warrenmq.logstore import LogConfig
 from warrenmq.logstore.records import BATCH_HEADER_SIZE
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from support.logstore import records
+
 from warrenmq.logstore import LogConfig
 
 

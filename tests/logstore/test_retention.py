@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from support.logstore import records
+
 from warrenmq.logstore import LogConfig, OffsetOutOfRangeError
 
 
