@@ -108,10 +108,15 @@ class PartitionLog:
 
     @property
     def durable_offset(self) -> int:
-        """Offsets below this are durable under the fsync policy (for confirms)."""
-        if self._policy == _NEVER:
-            return self.log_end_offset
-        return self._flushed_offset
+        """Offsets below this are durable under the fsync policy (for confirms).
+
+        Only `always` waits for an fsync. `interval` and `never` count an append
+        as durable at once, as Kafka's flush.ms does: the timer of `interval`
+        only bounds how much a power loss can take.
+        """
+        if self._policy == _ALWAYS:
+            return self._flushed_offset
+        return self.segments[-1].next_offset
 
     @property
     def size_bytes(self) -> int:
@@ -155,6 +160,7 @@ class PartitionLog:
             self._dir_dirty = True
         self._bases = [seg.base_offset for seg in self.segments]
         self.epochs.truncate_from_end(self.log_end_offset)
+        self._epoch = self.epochs.latest_epoch
         if not clean:
             # What recovery kept may still be only in the page cache: make it
             # durable once, so durable_offset means the same after a restart.
@@ -175,12 +181,33 @@ class PartitionLog:
             return 0
 
     def checkpoint(self) -> None:
-        """Persist the recovery point: segments wholly below it are not re-checked."""
+        """Persist the recovery point: segments wholly below it are not re-checked.
+
+        Not fsynced: the file only ever names offsets that are already on disk,
+        so a lost or stale checkpoint just means more to re-check.
+        """
         self._check_open()
         write_file_atomic(
             os.path.join(self.directory, RECOVERY_POINT_FILE),
             str(self._flushed_offset).encode("ascii"),
+            durable=False,
         )
+
+    def request_flush(self) -> None:
+        """Fsync what is appended so far: in the next commit round, or now without a loop."""
+        self._check_open()
+        if self._has_loop():
+            self._schedule_sync(now=True)
+        else:
+            self.flush()
+
+    @staticmethod
+    def _has_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
 
     # ---------------------------------------------------------------- append
     def append(self, records: Sequence[RecordInput], leader_epoch: int | None = None) -> range:
@@ -189,16 +216,17 @@ class PartitionLog:
         Each record is (timestamp ms, key, value, headers bytes). The batch is
         written with one os.write; its durability follows the fsync policy.
         """
-        self._check_open()
+        if self._closed:
+            raise LogClosedError(f"log {self.directory} is closed")
         seg = self.segments[-1]
         base = seg.next_offset
         n = len(records)
         if not n:
             return range(base, base)
         if leader_epoch is None:
-            leader_epoch = self.epochs.latest_epoch
-        elif leader_epoch > self.epochs.latest_epoch:
-            self.epochs.assign(leader_epoch, base)
+            leader_epoch = self._epoch
+        elif leader_epoch > self._epoch:
+            self.become_leader(leader_epoch)
         batch, first_ts, max_ts = encode_batch(base, leader_epoch, records)
         if seg.size and (
             not seg.can_hold(len(batch), base + n - 1, self.config.segment_bytes)
@@ -225,33 +253,39 @@ class PartitionLog:
         self._bases.append(seg.base_offset)
         self._dir_dirty = True
         # A rolled segment is made durable whatever the policy, as Kafka does,
-        # so the recovery point can move past it.
-        if not self._sync_pending:
+        # so the recovery point can move past it (in the next commit round).
+        if not self._sync_pending and self._has_loop():
             self._schedule_sync(now=True)
         return seg
 
     # ------------------------------------------------------------ durability
     def _schedule_sync(self, now: bool = False) -> None:
+        """Arrange an fsync: after an append (by policy), or now (a roll, a request).
+
+        With a running event loop the fsync runs in a commit round; without one
+        (tools, some tests) durability is synchronous: `always` fsyncs inside
+        append, `interval` at the first append after the interval, and a roll
+        alone waits for flush() or close().
+        """
         self._sync_pending = True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None:
-            # No event loop: synchronous use, so durability is synchronous too.
-            if now or self._policy == _ALWAYS or (
-                self.clock_ms() - self._last_flush_ms >= self.config.fsync_interval_ms
-            ):
-                self.flush()
-            else:
-                self._sync_pending = False
+        if loop is not None:
+            if now or self._policy == _ALWAYS:
+                self._committer.request(self)
+            elif self._timer is None:
+                self._timer = loop.call_later(
+                    self.config.fsync_interval_ms / 1000, self._interval_elapsed
+                )
             return
-        if now or self._policy != _INTERVAL:
-            self._committer.request(self)
-        elif self._timer is None:
-            self._timer = loop.call_later(
-                self.config.fsync_interval_ms / 1000, self._interval_elapsed
-            )
+        self._sync_pending = False
+        if self._policy == _ALWAYS or (
+            self._policy == _INTERVAL
+            and self.clock_ms() - self._last_flush_ms >= self.config.fsync_interval_ms
+        ):
+            self.flush()
 
     def _interval_elapsed(self) -> None:
         self._timer = None
@@ -423,6 +457,7 @@ class PartitionLog:
         self._rolled_unflushed = [s for s in self._rolled_unflushed if s in self.segments]
         self._dir_dirty = True
         self.epochs.truncate_from_end(self.log_end_offset)
+        self._epoch = self.epochs.latest_epoch
         self._flushed_offset = min(self._flushed_offset, self.log_end_offset)
         self._high_watermark = min(self._high_watermark, self.log_end_offset)
         self.flush()
@@ -431,6 +466,7 @@ class PartitionLog:
     def become_leader(self, epoch: int) -> None:
         """Start a new leader epoch at the current log end."""
         self.epochs.assign(epoch, self.log_end_offset)
+        self._epoch = self.epochs.latest_epoch
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:

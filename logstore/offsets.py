@@ -32,6 +32,7 @@ class OffsetsStore:
         self.compact_min_records = compact_min_records
         self.clock_ms = clock_ms
         self._data: dict[bytes, bytes] = {}
+        self._compacted: tuple[int, int] | None = None  # (copies start, end) awaiting fsync
         self._replay()
 
     def _replay(self) -> None:
@@ -101,17 +102,30 @@ class OffsetsStore:
         return self.log.log_end_offset - self.log.log_start_offset
 
     def _maybe_compact(self) -> None:
+        if self._compacted is not None:
+            self._drop_compacted()
+            return
         total = self.record_count
         if total >= self.compact_min_records and total > 2 * len(self._data):
             self.compact()
 
     def compact(self) -> None:
-        """Copy the live pairs forward and delete the segments before them."""
+        """Copy the live pairs forward; drop the older segments once the copies are on disk.
+
+        The fsync of the copies runs in a commit round when an event loop is
+        running (the old segments go at a later put), or here without one.
+        """
         self.log.roll()
         start = self.log.log_end_offset
         now = self.clock_ms()
         pairs = list(self._data.items())
         for i in range(0, len(pairs), 10_000):
             self.log.append([(now, k, v, b"") for k, v in pairs[i : i + 10_000]])
-        self.log.flush()
-        self.log.delete_segments_below(start)
+        self._compacted = (start, self.log.log_end_offset)
+        self.log.request_flush()
+        self._drop_compacted()
+
+    def _drop_compacted(self) -> None:
+        if self._compacted is not None and self.log.flushed_offset >= self._compacted[1]:
+            self.log.delete_segments_below(self._compacted[0])
+            self._compacted = None

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from .errors import CorruptBatchError
@@ -159,30 +159,54 @@ def check_batch(buf: bytes, pos: int, expected_base: int | None = None) -> Batch
     return header
 
 
-def decode_records(
-    buf: bytes, pos: int, header: BatchHeader, first: int, limit: int
-) -> Iterable[Record]:
-    """Yield the records of one batch whose offsets are in [first, limit)."""
+def decode_into(
+    out: list[Record],
+    buf: bytes,
+    pos: int,
+    header: BatchHeader,
+    first: int,
+    limit: int,
+    max_records: int = 1 << 62,
+    max_bytes: int = 1 << 62,
+) -> int:
+    """Append to out the records of one batch with offsets in [first, limit).
+
+    Stops once out holds max_records, or once the keys and values added reach
+    max_bytes; returns the byte budget left (<= 0 means the budget is spent).
+    One plain loop, no generator: this is the read path of every backlog.
+    """
     offset = header.base_offset
     p = pos + BATCH_HEADER_SIZE
     new = tuple.__new__
+    append = out.append
     for _ in range(header.record_count):
         if offset >= limit:
-            return
+            break
         ts, klen, vlen, hlen = _unpack_record(buf, p)
         p += RECORD_HEADER_SIZE
+        if offset < first:
+            p += (klen if klen > 0 else 0) + (vlen if vlen > 0 else 0) + hlen
+            offset += 1
+            continue
         if klen >= 0:
             key = buf[p : p + klen]
             p += klen
+            max_bytes -= klen
         else:
             key = None
         if vlen >= 0:
             value = buf[p : p + vlen]
             p += vlen
+            max_bytes -= vlen
         else:
             value = None
-        headers = buf[p : p + hlen] if hlen else b""
-        p += hlen
-        if offset >= first:
-            yield new(Record, (offset, ts, key, value, headers))
+        if hlen:
+            headers = buf[p : p + hlen]
+            p += hlen
+        else:
+            headers = b""
+        append(new(Record, (offset, ts, key, value, headers)))
         offset += 1
+        if len(out) >= max_records or max_bytes <= 0:
+            return max_bytes if max_bytes <= 0 else 0
+    return max_bytes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 from collections.abc import Iterator
 
 from .errors import CorruptBatchError
@@ -23,13 +24,15 @@ from .records import (
     BatchHeader,
     Record,
     check_batch,
-    decode_records,
+    decode_into,
     read_header,
 )
 
 log = logging.getLogger("warrenmq.logstore")
 
 READ_CHUNK = 256 * 1024
+MAX_READ_CHUNK = 8 * 1024 * 1024
+_unpack_length = struct.Struct(">i").unpack_from
 # Relative offsets and positions are u32 in the indexes.
 MAX_SEGMENT_BYTES = 2**31 - 1
 MAX_RELATIVE_OFFSET = 2**32 - 2
@@ -211,7 +214,12 @@ class LogSegment:
             yield pos_, header
 
     def _batches(
-        self, pos: int, expected_base: int | None, verify: bool, end: int | None = None
+        self,
+        pos: int,
+        expected_base: int | None,
+        verify: bool,
+        end: int | None = None,
+        chunk: int = READ_CHUNK,
     ) -> Iterator[tuple[int, BatchHeader, bytes, int]]:
         """Yield (position, header, buffer, position in buffer) of each batch."""
         end = self.size if end is None else end
@@ -220,19 +228,19 @@ class LogSegment:
         while pos < end:
             bpos = pos - buf_start
             if len(buf) - bpos < BATCH_HEADER_SIZE:
-                buf = os.pread(self.fd, max(READ_CHUNK, BATCH_HEADER_SIZE), pos)
+                buf = os.pread(self.fd, chunk, pos)
                 buf_start, bpos = pos, 0
                 if len(buf) < BATCH_HEADER_SIZE:
                     if verify:
                         raise CorruptBatchError(f"truncated batch header at byte {pos}")
                     return
-            size = read_header(buf, bpos).batch_length + LENGTH_PREFIX
+            size = _unpack_length(buf, bpos + 8)[0] + LENGTH_PREFIX
             if size < BATCH_HEADER_SIZE or pos + size > end:
                 if verify:
                     raise CorruptBatchError(f"batch at byte {pos} runs past the end of the file")
                 return
             if len(buf) - bpos < size:
-                buf = os.pread(self.fd, max(READ_CHUNK, size), pos)
+                buf = os.pread(self.fd, max(chunk, size), pos)
                 buf_start, bpos = pos, 0
             header = check_batch(buf, bpos, expected_base) if verify else read_header(buf, bpos)
             yield pos, header, buf, bpos
@@ -249,17 +257,17 @@ class LogSegment:
         if offset >= limit or offset >= self.next_offset:
             return out
         _rel, pos = self.index.lookup(offset - self.base_offset)
-        nbytes = 0
-        for _pos, header, buf, bpos in self._batches(pos, None, verify=False):
+        # One pread should usually cover the answer (records here are ~300 B).
+        chunk = max(READ_CHUNK, min(max_bytes, max_records * 512, MAX_READ_CHUNK))
+        budget = max_bytes
+        for _pos, header, buf, bpos in self._batches(pos, None, False, chunk=chunk):
             if header.next_offset <= offset:
                 continue
             if header.base_offset >= limit:
                 break
-            for rec in decode_records(buf, bpos, header, offset, limit):
-                out.append(rec)
-                nbytes += (len(rec.value) if rec.value else 0) + (len(rec.key) if rec.key else 0)
-                if len(out) >= max_records or nbytes >= max_bytes:
-                    return out
+            budget = decode_into(out, buf, bpos, header, offset, limit, max_records, budget)
+            if budget <= 0 or len(out) >= max_records:
+                break
         return out
 
     def offset_for_time(self, timestamp: int) -> int | None:
@@ -271,7 +279,9 @@ class LogSegment:
         for _pos, header, buf, bpos in self._batches(pos, None, verify=False):
             if header.max_timestamp < timestamp:
                 continue
-            for rec in decode_records(buf, bpos, header, header.base_offset, header.next_offset):
+            batch: list[Record] = []
+            decode_into(batch, buf, bpos, header, header.base_offset, header.next_offset)
+            for rec in batch:
                 if rec.timestamp >= timestamp:
                     return rec.offset
         return None
@@ -281,7 +291,8 @@ class LogSegment:
         _rel, pos = self.index.lookup(offset - self.base_offset)
         for bpos_file, header, buf, bpos in self._batches(pos, None, verify=False):
             if header.next_offset > offset:
-                records = list(decode_records(buf, bpos, header, header.base_offset, offset))
+                records: list[Record] = []
+                decode_into(records, buf, bpos, header, header.base_offset, offset)
                 return bpos_file, header.leader_epoch, records
         return self.size, 0, []
 
