@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+run: $(STAMP)
+	$(BIN)/warrenmq serve --listen 127.0.0.1:5672 --data-dir ./data
+
 bench: $(STAMP)
 	$(BIN)/python bench/logstore_bench.py
 

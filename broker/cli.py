@@ -1,0 +1,91 @@
+"""`warrenmq serve`: run the broker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import signal
+import sys
+
+from .config import BrokerConfig, ConfigError, apply_overrides, load_config, log_level
+from .server import Broker
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warrenmq", description="warrenmq message broker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the broker")
+    serve.add_argument("--config", help="a YAML config file")
+    serve.add_argument("--listen", action="append", dest="listeners", metavar="HOST:PORT",
+                       help="AMQP listener (repeatable; default 127.0.0.1:5672)")  # fmt: skip
+    serve.add_argument("--data-dir", help="data directory (default ./data)")
+    serve.add_argument("--fsync", help="always | interval | never")
+    serve.add_argument("--fsync-interval-ms", type=int)
+    serve.add_argument("--heartbeat", type=int)
+    serve.add_argument("--frame-max", type=int)
+    serve.add_argument("--channel-max", type=int)
+    serve.add_argument("--log-level", help="debug | info | warning | error")
+    return parser
+
+
+def load(args: argparse.Namespace) -> BrokerConfig:
+    config = load_config(args.config) if args.config else BrokerConfig()
+    return apply_overrides(
+        config,
+        {
+            "listeners": args.listeners,
+            "data_dir": args.data_dir,
+            "fsync": args.fsync,
+            "fsync_interval_ms": args.fsync_interval_ms,
+            "heartbeat": args.heartbeat,
+            "frame_max": args.frame_max,
+            "channel_max": args.channel_max,
+            "log_level": args.log_level,
+        },
+    )
+
+
+async def serve(config: BrokerConfig) -> None:
+    broker = Broker(config)
+    await broker.start()
+    gc.collect()
+    gc.freeze()  # start-up objects never need collecting again
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("warrenmq.broker").info("shutting down")
+    await broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        print(f"warrenmq: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=log_level(config), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(serve(config))
+        else:
+            asyncio.run(serve(config))
+    except OSError as exc:
+        print(f"warrenmq: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""A queue on the log: a cursor, the deliveries not yet settled, and its consumers.
+
+State, and why it is enough:
+
+- `cursor`: the next offset never delivered. Every offset below it has been
+  delivered, so it is settled unless it is outstanding.
+- `outstanding`: offsets delivered and not settled (unacked) plus those
+  waiting to be redelivered (`requeued`, a sorted list served before the
+  cursor, so a requeued message comes back in its original position).
+- The log below min(outstanding, cursor) is all settled: whole segments
+  under it are deleted.
+
+`(cursor, outstanding)` is what survives a restart (written to the offsets
+store at the end of each turn that changed it); after a restart the
+outstanding offsets are redelivered with `redelivered` set. Memory grows
+with unacked and requeued messages, not with the backlog: a backlog is read
+back from the segment files in batches, and only a bounded tail of recent
+appends is kept in memory for consumers that keep up.
+
+Appends are batched per event-loop turn: `enqueue` collects, the broker's
+end-of-turn flush calls `flush_appends`, which writes one batch and then
+dispatches to consumers round-robin within their prefetch credit.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from array import array
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sortedcontainers import SortedList
+
+from warrenmq.logstore import PartitionLog
+
+from .message import FLAG_PERSISTENT, Message, split_record_headers
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+TAIL_BUDGET_BYTES = 8 * 1024 * 1024
+READ_BATCH = 512
+_new_message = tuple.__new__
+_STATE_HEAD = struct.Struct(">QQ")  # format version, cursor
+
+
+def encode_state(cursor: int, outstanding: set[int] | list[int]) -> bytes:
+    return _STATE_HEAD.pack(1, cursor) + array("q", sorted(outstanding)).tobytes()
+
+
+def decode_state(value: bytes) -> tuple[int, list[int]]:
+    _version, cursor = _STATE_HEAD.unpack_from(value)
+    rest = array("q")
+    rest.frombytes(value[_STATE_HEAD.size :])
+    return cursor, list(rest)
+
+
+class Queue:
+    """A queue; see the module docstring."""
+
+    def __init__(
+        self,
+        vhost: str,
+        name: str,
+        log: PartitionLog,
+        *,
+        durable: bool,
+        exclusive_owner: Any,
+        auto_delete: bool,
+        arguments: dict[str, Any],
+        on_dirty: Callable[[Queue], None],
+        state: bytes | None = None,
+    ) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.log = log
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = arguments
+        self.state_key = f"queue\x00{vhost}\x00{name}".encode("utf-8", "surrogateescape")
+        self.consumers: list[Consumer] = []
+        self.had_consumers = False
+        self.deleted = False
+        self._on_dirty = on_dirty
+        self._rr = 0
+        # Delivery state.
+        self.cursor = log.log_start_offset
+        self.requeued: SortedList = SortedList()
+        self._requeued_msgs: dict[int, Message] = {}
+        self.outstanding: set[int] = set()
+        self.ready = 0
+        # This turn's appends, and what is kept in memory for delivery.
+        self._pending: list[tuple[int, None, bytes, bytes]] = []
+        self._pending_msgs: list[tuple[int, bytes, bytes, bytes]] = []
+        self._tail: dict[int, Message] = {}
+        self._tail_bytes = 0
+        self._readahead: dict[int, Message] = {}
+        self.last_appended = -1
+        self.state_dirty = False
+        self.dirty = False
+        # Records below this offset were written before the last start: their
+        # transient (non-persistent) messages did not survive the restart.
+        self._restart_boundary = log.log_end_offset
+        self.counters = {"published": 0, "delivered": 0, "acked": 0, "redelivered": 0}
+        self._restore(state)
+
+    # ---------------------------------------------------------------- restore
+    def _restore(self, state: bytes | None) -> None:
+        if state is not None:
+            cursor, outstanding = decode_state(state)
+        else:
+            cursor, outstanding = self.log.log_start_offset, []
+        start = self.log.log_start_offset
+        self.cursor = max(cursor, start)
+        for offset in outstanding:
+            if offset >= start and self._load(offset) is not None:
+                self.requeued.add(offset)
+                self.outstanding.add(offset)
+        self.ready = len(self.requeued) + self._count_persistent(self.cursor, self.log.log_end_offset)
+        self._readahead.clear()
+
+    def _count_persistent(self, start: int, end: int) -> int:
+        """Messages in [start, end) that survived the restart (persistent ones)."""
+        count = 0
+        offset = start
+        while offset < end:
+            records = self.log.read(offset, max_records=4096, max_bytes=8 << 20)
+            if not records:
+                break
+            for rec in records:
+                if rec.headers[0] & FLAG_PERSISTENT:
+                    count += 1
+            offset = records[-1].offset + 1
+        return count
+
+    # ----------------------------------------------------------------- append
+    def enqueue(self, timestamp: int, flags: int, exchange_rk: bytes, properties: bytes,
+                body: bytes, headers: bytes) -> None:  # fmt: skip
+        """Add a message to this turn's batch (written by flush_appends)."""
+        if not self._pending:
+            self._on_dirty(self)
+        self._pending.append((timestamp, None, body, headers))
+        self._pending_msgs.append((flags, exchange_rk, properties, body))
+
+    def flush_appends(self) -> int:
+        """Write this turn's batch, make it deliverable, dispatch; returns messages written."""
+        records = self._pending
+        if not records:
+            return 0
+        metas = self._pending_msgs
+        self._pending = []
+        self._pending_msgs = []
+        offsets = self.log.append(records)
+        base = offsets.start
+        n = len(records)
+        self.last_appended = base + n - 1
+        self.ready += n
+        self.counters["published"] += n
+        if self._tail_bytes < TAIL_BUDGET_BYTES:
+            tail = self._tail
+            added = 0
+            for i, (flags, exrk, props, body) in enumerate(metas):
+                tail[base + i] = _new_message(Message, (base + i, flags, exrk, props, body))
+                added += len(body)
+            self._tail_bytes += added
+        if self.consumers:
+            self.dispatch()
+        return n
+
+    # --------------------------------------------------------------- delivery
+    def take(self) -> tuple[Message, bool] | None:
+        """The next message to deliver (requeued ones first) and its redelivered flag."""
+        if self.requeued:
+            offset = self.requeued.pop(0)
+            msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
+            if msg is None:  # gone (cannot happen while outstanding), skip it
+                self.outstanding.discard(offset)
+                return self.take()
+            self.ready -= 1
+            self.state_dirty_mark()
+            return msg, True
+        end = self.log.log_end_offset
+        while self.cursor < end:
+            offset = self.cursor
+            self.cursor = offset + 1
+            msg = self._tail.pop(offset, None)
+            if msg is not None:
+                self._tail_bytes -= len(msg.body)
+            else:
+                msg = self._load(offset)
+                if msg is None:
+                    continue  # a transient message from before the restart
+            self.ready -= 1
+            self.state_dirty_mark()
+            return msg, False
+        return None
+
+    def _load(self, offset: int) -> Message | None:
+        """A message from the log (read ahead in batches), None if it did not survive."""
+        msg = self._readahead.pop(offset, None)
+        if msg is None:
+            records = self.log.read(offset, max_records=READ_BATCH, max_bytes=1 << 20)
+            boundary = self._restart_boundary
+            ahead = {}
+            for rec in records:
+                flags, exrk, props = split_record_headers(rec.headers)
+                if rec.offset < boundary and not flags & FLAG_PERSISTENT:
+                    continue
+                ahead[rec.offset] = _new_message(
+                    Message, (rec.offset, flags, exrk, props, rec.value or b"")
+                )
+            msg = ahead.pop(offset, None)
+            self._readahead = ahead
+        return msg
+
+    def dispatch(self) -> None:
+        """Give ready messages to consumers with credit, round-robin."""
+        consumers = self.consumers
+        if not consumers or self.ready <= 0:
+            return
+        n = len(consumers)
+        idle = 0
+        while self.ready > 0 and idle < n:
+            consumer = consumers[self._rr % n]
+            self._rr += 1
+            if not consumer.can_take():
+                idle += 1
+                continue
+            idle = 0
+            item = self.take()
+            if item is None:
+                self.ready = 0
+                break
+            consumer.deliver(self, item[0], item[1])
+            if len(consumers) != n:  # a delivery may cancel a consumer
+                n = len(consumers)
+                if not n:
+                    break
+
+    # ------------------------------------------------------------ settlement
+    def delivered(self, offset: int) -> None:
+        """A delivery that waits for an ack."""
+        self.outstanding.add(offset)
+        self.counters["delivered"] += 1
+        self.state_dirty_mark()
+
+    def settle(self, offset: int) -> None:
+        """Acked (or dropped): the message is done with."""
+        self.outstanding.discard(offset)
+        self.counters["acked"] += 1
+        self.state_dirty_mark()
+
+    def requeue(self, msg: Message) -> None:
+        """Back to its original position, ahead of newer messages, redelivered."""
+        if self.deleted:
+            return
+        offset = msg.offset
+        if offset in self.requeued:
+            return
+        self.outstanding.add(offset)
+        self.requeued.add(offset)
+        self._requeued_msgs[offset] = msg
+        self.ready += 1
+        self.counters["redelivered"] += 1
+        self.state_dirty_mark()
+
+    def state_dirty_mark(self) -> None:
+        if not self.state_dirty:
+            self.state_dirty = True
+            self._on_dirty(self)
+
+    def state_bytes(self) -> bytes:
+        return encode_state(self.cursor, self.outstanding)
+
+    @property
+    def settled_below(self) -> int:
+        """Every offset below this is settled."""
+        return min(self.outstanding) if self.outstanding else self.cursor
+
+    def release_settled_segments(self) -> None:
+        """Delete whole segments that hold only settled messages."""
+        segments = self.log.segments
+        if len(segments) > 1 and segments[1].base_offset <= self.settled_below:
+            self.log.delete_segments_below(self.settled_below)
+
+    # ------------------------------------------------------------- queries
+    @property
+    def message_count(self) -> int:
+        return self.ready
+
+    @property
+    def unacked_count(self) -> int:
+        return len(self.outstanding) - len(self.requeued)
+
+    def purge(self) -> int:
+        """Drop every ready message (unacked ones stay); returns how many."""
+        self.flush_appends()
+        count = self.ready
+        for offset in self.requeued:
+            self.outstanding.discard(offset)
+        self.requeued.clear()
+        self._requeued_msgs.clear()
+        self.cursor = self.log.log_end_offset
+        self._tail.clear()
+        self._tail_bytes = 0
+        self._readahead.clear()
+        self.ready = 0
+        self.state_dirty_mark()
+        return count
+
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers.append(consumer)
+        self.had_consumers = True
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def __repr__(self) -> str:
+        return f"Queue({self.vhost!r}, {self.name!r}, ready={self.ready})"

@@ -1,0 +1,540 @@
+"""The broker: vhosts, exchanges, queues and bindings over one data directory, and listeners.
+
+Entities follow RabbitMQ's rules and reply codes. Durable ones are kept in
+the metadata store and come back at start; transient ones (and their logs)
+do not. Every queue is a log topic. Work is batched per event-loop turn:
+publishes only collect into their queues' batches; the end-of-turn `flush`
+appends each queue's batch once, dispatches to consumers, finishes each
+channel's confirm group and writes the changed queue states in one append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from warrenmq.amqp import ChannelError, ConnectionError, start_server
+from warrenmq.amqp.constants import (
+    ACCESS_REFUSED,
+    CONNECTION_FORCED,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+)
+from warrenmq.exchanges import BindingRejected, make_exchange_type
+from warrenmq.logstore import LogConfig, LogManager
+
+from .config import BrokerConfig
+from .handler import BrokerConnection
+from .metadata import MetadataStore, decode_arguments, encode_arguments
+from .queue import Queue
+from .vhost import DEFAULT_EXCHANGES, Exchange, VirtualHost
+
+if TYPE_CHECKING:
+    from .session import ChannelSession
+
+log = logging.getLogger("warrenmq.broker")
+
+QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
+    "x-message-ttl": (int,),
+    "x-expires": (int,),
+    "x-max-length": (int,),
+    "x-max-length-bytes": (int,),
+    "x-dead-letter-exchange": (str,),
+    "x-dead-letter-routing-key": (str,),
+    "x-max-priority": (int,),
+    "x-overflow": (str,),
+    "x-queue-mode": (str,),
+    "x-queue-type": (str,),
+    "x-single-active-consumer": (bool,),
+    "x-delivery-limit": (int,),
+}
+_AMQP_TYPE_NAMES = {str: "longstr", int: "long", bool: "bool", float: "double", bytes: "binary"}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Broker:
+    """One broker process; see the module docstring."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.vhosts: dict[str, VirtualHost] = {}
+        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        self.connections: dict[BrokerConnection, None] = {}
+        self.counters = {"unroutable": 0}
+        self.servers: list[asyncio.Server] = []
+        self.manager: LogManager | None = None
+        self._dirty_queues: dict[Queue, None] = {}
+        self._dirty_sessions: dict[ChannelSession, None] = {}
+        self._flush_scheduled = False
+        self._in_flush = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._upkeep: asyncio.Task | None = None
+        self.now_ms = _now_ms
+
+    # ================================================================= start
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        self.log_config = LogConfig(
+            fsync=cfg.fsync, fsync_interval_ms=cfg.fsync_interval_ms, segment_bytes=cfg.segment_bytes
+        )
+        self.transient_log_config = self.log_config.replace(fsync="never")
+        self.manager = LogManager(cfg.data_dir, self.log_config)
+        self.metadata = MetadataStore(self.manager, cfg.fsync)
+        self.states = self.manager.offsets_store("queue-state", self.log_config)
+        self._load_definitions()
+        for listener in cfg.listeners:
+            server = await start_server(
+                lambda conn: BrokerConnection(self, conn),
+                listener.host,
+                listener.port,
+                frame_max=cfg.frame_max,
+                channel_max=cfg.channel_max,
+                heartbeat=cfg.heartbeat,
+                max_message_size=cfg.max_message_size,
+            )
+            self.servers.append(server)
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                log.info("listening for AMQP on %s:%d", host, port)
+        self._upkeep = asyncio.create_task(self._upkeep_loop())
+
+    @property
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for server in self.servers for sock in server.sockets]
+
+    def _load_definitions(self) -> None:
+        meta = self.metadata
+        for (name,), _value in meta.items("vhost"):
+            self._add_vhost(name)
+        if self.config.default_vhost not in self.vhosts:
+            self._add_vhost(self.config.default_vhost)
+            meta.put("vhost", (self.config.default_vhost,), {})
+        for (vhost, name), value in meta.items("exchange"):
+            if vhost in self.vhosts:
+                self._create_exchange(self.vhosts[vhost], name, value["type"], True,
+                                      value["auto_delete"], value["internal"],
+                                      decode_arguments(value["arguments"]))  # fmt: skip
+        kept_topics = set()
+        for (vhost, name), value in meta.items("queue"):
+            if vhost not in self.vhosts:
+                continue
+            topic = self._topic_name(vhost, name)
+            kept_topics.add(topic)
+            part = self.manager.get_or_create_topic(topic, 1, self.log_config).partition(0)
+            queue = Queue(
+                vhost, name, part, durable=True, exclusive_owner=None,
+                auto_delete=value["auto_delete"], arguments=decode_arguments(value["arguments"]),
+                on_dirty=self._queue_dirty, state=self.states.get(_state_key(vhost, name)),
+            )  # fmt: skip
+            self.vhosts[vhost].queues[name] = queue
+        for topic in list(self.manager.topics()):
+            if topic.name not in kept_topics:  # a transient queue's log from the last run
+                self.manager.delete_topic(topic.name)
+        for (vhost, source, kind, dest, key, args), _value in meta.items("binding"):
+            try:
+                self._bind(self.vhosts[vhost], source, dest, key, decode_arguments(args), kind == "e")
+            except (KeyError, ChannelError, BindingRejected):
+                log.warning("dropping binding %s -> %s in vhost %s: an end is missing", source, dest, vhost)
+
+    def _add_vhost(self, name: str) -> VirtualHost:
+        vhost = VirtualHost(name)
+        self.vhosts[name] = vhost
+        self._create_exchange(vhost, "", "direct", True, False, False, {})
+        for ex_name, ex_type in DEFAULT_EXCHANGES:
+            self._create_exchange(vhost, ex_name, ex_type, True, False, False, {})
+        return vhost
+
+    @staticmethod
+    def _topic_name(vhost: str, queue: str) -> str:
+        return f"{vhost}\x00{queue}"
+
+    # ================================================================ auth
+    def authenticate(self, username: str, password: str, peer_host: str) -> bool:
+        if self.users.get(username) != password:
+            return False
+        if username in self.config.loopback_users and not _is_loopback(peer_host):
+            log.warning("user '%s' can only connect via localhost", username)
+            return False
+        return True
+
+    def connection_opened(self, conn: BrokerConnection) -> None:
+        self.connections[conn] = None
+
+    def connection_closed(self, conn: BrokerConnection) -> None:
+        self.connections.pop(conn, None)
+
+    # ============================================================ exchanges
+    def _create_exchange(self, vhost: VirtualHost, name: str, type_name: str, durable: bool,
+                         auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> Exchange:  # fmt: skip
+        router = make_exchange_type(type_name, arguments)
+        if not hasattr(router, "route"):
+            raise ChannelError(router.reply_code, router.reply_text, 40, 10)
+        exchange = Exchange(vhost.name, name, type_name, durable, auto_delete, internal,
+                            dict(arguments), router)  # fmt: skip
+        vhost.exchanges[name] = exchange
+        return exchange
+
+    def declare_exchange(self, vhost: VirtualHost, name: str, type_name: str, *, passive: bool,
+                         durable: bool, auto_delete: bool, internal: bool,
+                         arguments: dict[str, Any]) -> Exchange:  # fmt: skip
+        existing = vhost.exchanges.get(name)
+        if passive:
+            if existing is None:
+                raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'", 40, 10)
+            return existing
+        if name == "" or name.startswith("amq."):
+            if existing is not None and name and existing.type == type_name:
+                return existing  # RabbitMQ accepts an equivalent redeclare of amq.*
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"exchange name '{name}' contains reserved prefix 'amq.*'",
+                40,
+                10,
+            )
+        if existing is not None:
+            for field, new, old in (
+                ("type", type_name, existing.type),
+                ("durable", durable, existing.durable),
+                ("auto_delete", auto_delete, existing.auto_delete),
+                ("internal", internal, existing.internal),
+            ):
+                if new != old:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{field}' for exchange '{name}' in vhost '{vhost.name}': "
+                        f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
+                        40,
+                        10,
+                    )
+            return existing
+        exchange = self._create_exchange(vhost, name, type_name, durable, auto_delete, internal, arguments)
+        if durable:
+            self.metadata.put("exchange", (vhost.name, name), {
+                "type": type_name, "auto_delete": auto_delete, "internal": internal,
+                "arguments": encode_arguments(arguments),
+            })  # fmt: skip
+        return exchange
+
+    def delete_exchange(self, vhost: VirtualHost, name: str, *, if_unused: bool) -> None:
+        exchange = vhost.exchanges.get(name)
+        if name == "" or name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"operation not permitted on exchange '{name or 'amq.default'}'", 40, 20
+            )
+        if exchange is None:
+            return  # RabbitMQ: deleting a missing exchange is not an error
+        if if_unused and (len(exchange.router) or exchange.sources):
+            raise ChannelError(
+                PRECONDITION_FAILED, f"exchange '{name}' in vhost '{vhost.name}' in use", 40, 20
+            )
+        self._remove_exchange(vhost, exchange)
+
+    def _remove_exchange(self, vhost: VirtualHost, exchange: Exchange) -> None:
+        vhost.exchanges.pop(exchange.name, None)
+        for binding in exchange.router.bindings():
+            dest = binding.destination
+            if isinstance(dest, Exchange):
+                dest.sources.discard(exchange)
+            self._forget_binding(vhost, exchange, dest, binding.binding_key, binding.arguments)
+        for source in list(exchange.sources):
+            for binding in source.router.unbind_destination(exchange):
+                self._forget_binding(vhost, source, exchange, binding.binding_key, binding.arguments)
+            self._maybe_auto_delete(vhost, source)
+        if exchange.durable:
+            self.metadata.delete("exchange", (vhost.name, exchange.name))
+
+    def _maybe_auto_delete(self, vhost: VirtualHost, exchange: Exchange) -> None:
+        if exchange.auto_delete and not len(exchange.router) and exchange.name in vhost.exchanges:
+            self._remove_exchange(vhost, exchange)
+
+    # =============================================================== queues
+    def declare_queue(self, vhost: VirtualHost, name: str, *, owner: BrokerConnection,
+                      passive: bool, durable: bool, exclusive: bool, auto_delete: bool,
+                      arguments: dict[str, Any], server_named: bool) -> Queue:  # fmt: skip
+        existing = vhost.queues.get(name)
+        if passive:
+            if existing is None:
+                raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'", 50, 10)
+            self.check_exclusive(existing, owner)
+            return existing
+        if not server_named and name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'", 50, 10
+            )
+        self._check_queue_arguments(vhost, name, arguments)
+        if existing is not None:
+            self.check_exclusive(existing, owner)
+            for field, new, old in (
+                ("durable", durable, existing.durable),
+                ("exclusive", exclusive, existing.exclusive_owner is not None),
+                ("auto_delete", auto_delete, existing.auto_delete),
+            ):
+                if new != old:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{field}' for queue '{name}' in vhost '{vhost.name}': "
+                        f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
+                        50,
+                        10,
+                    )
+            for key in set(arguments) | set(existing.arguments):
+                if key in QUEUE_ARGUMENT_TYPES and arguments.get(key) != existing.arguments.get(key):
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
+                        f"received {_fmt_arg(arguments.get(key))} but current is "
+                        f"{_fmt_arg(existing.arguments.get(key))}",
+                        50,
+                        10,
+                    )
+            return existing
+        topic_name = self._topic_name(vhost.name, name)
+        if self.manager.topic(topic_name) is not None:
+            self.manager.delete_topic(topic_name)
+        config = self.log_config if durable else self.transient_log_config
+        part = self.manager.create_topic(topic_name, 1, config).partition(0)
+        queue = Queue(
+            vhost.name, name, part, durable=durable, exclusive_owner=owner if exclusive else None,
+            auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
+        )  # fmt: skip
+        vhost.queues[name] = queue
+        if exclusive:
+            owner.exclusive_queues.append(queue)
+        if durable and not exclusive:
+            self.metadata.put("queue", (vhost.name, name), {
+                "auto_delete": auto_delete, "arguments": encode_arguments(arguments),
+            })  # fmt: skip
+        return queue
+
+    def _check_queue_arguments(self, vhost: VirtualHost, name: str, arguments: dict[str, Any]) -> None:
+        for key, value in arguments.items():
+            types = QUEUE_ARGUMENT_TYPES.get(key)
+            if types is None:
+                continue
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"invalid arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
+                    f"{{unacceptable_type,{_AMQP_TYPE_NAMES.get(type(value), type(value).__name__)}}}",
+                    50,
+                    10,
+                )
+            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"invalid arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
+                    f"{{value_negative,{value}}}",
+                    50,
+                    10,
+                )
+
+    def check_exclusive(self, queue: Queue, owner: BrokerConnection) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            raise ChannelError(
+                RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+                f"'{queue.vhost}'. It could be originally declared on another connection or the "
+                "exclusive property value does not match that of the original declaration.",
+            )
+
+    def find_queue(self, vhost: VirtualHost, name: str, owner: BrokerConnection) -> Queue:
+        queue = vhost.queues.get(name)
+        if queue is None:
+            raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{vhost.name}'")
+        self.check_exclusive(queue, owner)
+        return queue
+
+    def delete_queue(self, queue: Queue) -> None:
+        vhost = self.vhosts.get(queue.vhost)
+        if queue.deleted or vhost is None:
+            return
+        queue.deleted = True
+        vhost.queues.pop(queue.name, None)
+        for conn in list(self.connections):
+            conn.cancel_consumers_of(queue)
+        queue.consumers.clear()
+        for exchange in list(vhost.exchanges.values()):
+            for binding in exchange.router.unbind_destination(queue):
+                self._forget_binding(vhost, exchange, queue, binding.binding_key, binding.arguments)
+            self._maybe_auto_delete(vhost, exchange)
+        if queue.exclusive_owner is not None and queue in queue.exclusive_owner.exclusive_queues:
+            queue.exclusive_owner.exclusive_queues.remove(queue)
+        if queue.durable:
+            self.metadata.delete("queue", (queue.vhost, queue.name))
+            self.states.delete(queue.state_key)
+        self._dirty_queues.pop(queue, None)
+        self.manager.delete_topic(self._topic_name(queue.vhost, queue.name))
+
+    # ============================================================= bindings
+    def bind(self, vhost: VirtualHost, source: str, destination: str, key: str,
+             arguments: dict[str, Any], *, to_exchange: bool,
+             owner: BrokerConnection | None = None) -> None:  # fmt: skip
+        if owner is not None and not to_exchange:
+            queue = vhost.queues.get(destination)
+            if queue is not None:
+                self.check_exclusive(queue, owner)
+        self._bind(vhost, source, destination, key, arguments, to_exchange)
+
+    def _bind(self, vhost: VirtualHost, source: str, destination: str, key: str,
+              arguments: dict[str, Any], to_exchange: bool) -> None:  # fmt: skip
+        method = (40, 30) if to_exchange else (50, 20)
+        if source == "":
+            raise ChannelError(
+                ACCESS_REFUSED, "operation not permitted on the default exchange", *method
+            )
+        dest = vhost.exchanges.get(destination) if to_exchange else vhost.queues.get(destination)
+        if dest is None:
+            kind = "exchange" if to_exchange else "queue"
+            raise ChannelError(NOT_FOUND, f"no {kind} '{destination}' in vhost '{vhost.name}'", *method)
+        exchange = vhost.exchanges.get(source)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{source}' in vhost '{vhost.name}'", *method)
+        try:
+            added = exchange.router.bind(dest, key, arguments)
+        except BindingRejected as exc:
+            raise ChannelError(exc.error.reply_code, exc.error.reply_text, *method) from None
+        if isinstance(dest, Exchange):
+            dest.sources.add(exchange)
+        if added and exchange.durable and dest.durable:
+            self.metadata.put("binding", _binding_key(vhost.name, source, dest, key, arguments), {})
+
+    def unbind(self, vhost: VirtualHost, source: str, destination: str, key: str,
+               arguments: dict[str, Any], *, to_exchange: bool,
+               owner: BrokerConnection | None = None) -> None:  # fmt: skip
+        method = (40, 40) if to_exchange else (50, 50)
+        if source == "":
+            raise ChannelError(
+                ACCESS_REFUSED, "operation not permitted on the default exchange", *method
+            )
+        dest = vhost.exchanges.get(destination) if to_exchange else vhost.queues.get(destination)
+        exchange = vhost.exchanges.get(source)
+        if dest is None or exchange is None:
+            return  # RabbitMQ: unbinding something missing is not an error
+        if not to_exchange and owner is not None:
+            self.check_exclusive(dest, owner)
+        if exchange.router.unbind(dest, key, arguments):
+            self._forget_binding(vhost, exchange, dest, key, arguments)
+            if isinstance(dest, Exchange) and not any(
+                b.destination is dest for b in exchange.router.bindings()
+            ):
+                dest.sources.discard(exchange)
+            self._maybe_auto_delete(vhost, exchange)
+
+    def _forget_binding(self, vhost: VirtualHost, exchange: Exchange, dest: Any, key: str,
+                        arguments: Any) -> None:  # fmt: skip
+        if exchange.durable and dest.durable:
+            self.metadata.delete("binding", _binding_key(vhost.name, exchange.name, dest, key, arguments))
+
+    # ================================================================ turns
+    def _queue_dirty(self, queue: Queue) -> None:
+        self._dirty_queues[queue] = None
+        if not self._flush_scheduled and not self._in_flush:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def session_dirty(self, session: ChannelSession) -> None:
+        self._dirty_sessions[session] = None
+        if not self._flush_scheduled and not self._in_flush:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """End of turn: append each queue's batch, dispatch, confirm, persist queue states."""
+        self._flush_scheduled = False
+        self._in_flush = True
+        try:
+            touched: dict[Queue, None] = {}
+            while self._dirty_queues:
+                batch = self._dirty_queues
+                self._dirty_queues = {}
+                for queue in batch:
+                    touched[queue] = None
+                    if not queue.deleted:
+                        queue.flush_appends()
+            sessions = self._dirty_sessions
+            self._dirty_sessions = {}
+            for session in sessions:
+                session.finish_turn()
+            states = []
+            for queue in touched:
+                if queue.state_dirty and not queue.deleted:
+                    queue.state_dirty = False
+                    if queue.durable:
+                        states.append((queue.state_key, queue.state_bytes()))
+                    queue.release_settled_segments()
+            if states:
+                self.states.put_many(states)
+        finally:
+            self._in_flush = False
+            if (self._dirty_queues or self._dirty_sessions) and not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self.flush)
+
+    async def _upkeep_loop(self) -> None:
+        """Now and then: write recovery points (so a crash re-checks little)."""
+        while True:
+            await asyncio.sleep(30)
+            try:
+                self.manager.checkpoint()
+            except Exception:
+                log.exception("checkpoint failed")
+
+    # ================================================================ stop
+    async def stop(self) -> None:
+        """Stop accepting, close connections with 320, flush, fsync, mark a clean shutdown."""
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.conn.close(
+                ConnectionError(CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'")
+            )
+            proto = conn.conn.transport_protocol
+            if proto is not None:
+                proto._flush()
+        self.flush()
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+        await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            proto = conn.conn.transport_protocol
+            if proto is not None and proto.transport is not None:
+                proto.transport.close()
+        if self.manager is not None:
+            await self.manager.aclose()
+        log.info("broker stopped cleanly")
+
+
+def _state_key(vhost: str, name: str) -> bytes:
+    return f"queue\x00{vhost}\x00{name}".encode("utf-8", "surrogateescape")
+
+
+def _binding_key(vhost: str, source: str, dest: Any, key: str, arguments: Any) -> tuple[str, ...]:
+    kind = "e" if isinstance(dest, Exchange) else "q"
+    return (vhost, source, kind, dest.name, key, encode_arguments(dict(arguments)))
+
+
+def _fmt(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _fmt_arg(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return f"'{value}'"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "")

@@ -1,0 +1,104 @@
+"""A virtual host: its exchanges and queues, and routing through them.
+
+Routing is `exchanges/`'s job: an Exchange here wraps a router with the
+settings RabbitMQ keeps for it (durable, auto-delete, internal, arguments,
+alternate exchange) and the Exchange and Queue objects themselves are the
+destinations the routers return. `route` follows exchange-to-exchange
+bindings and alternate exchanges with `route_graph`, and decodes the
+message headers only when an exchange on the way needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from warrenmq.exchanges import ExchangeRouter, route_graph
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+DEFAULT_EXCHANGES = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+
+@dataclass(eq=False)
+class Exchange:
+    """An exchange: settings plus its router (destinations are Exchange/Queue objects)."""
+
+    vhost: str
+    name: str
+    type: str
+    durable: bool
+    auto_delete: bool
+    internal: bool
+    arguments: dict[str, Any]
+    router: ExchangeRouter
+    # Exchanges bound to this one as a destination (for delete and auto-delete).
+    sources: set[Exchange] = field(default_factory=set)
+
+    @property
+    def alternate(self) -> str | None:
+        value = self.arguments.get("alternate-exchange")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def builtin(self) -> bool:
+        return self.name == "" or self.name.startswith("amq.")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"Exchange({self.vhost!r}, {self.name!r}, {self.type})"
+
+
+class VirtualHost:
+    """Exchanges and queues of one vhost."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+
+    def route(
+        self, exchange: Exchange, routing_key: str, headers_of: Callable[[], dict[str, Any] | None],
+        properties_of: Callable[[str], Any],
+    ) -> tuple[Queue, ...]:  # fmt: skip
+        """The queues a message published to exchange reaches (each once)."""
+        if exchange.name == "":
+            queue = self.queues.get(routing_key)
+            return (queue,) if queue is not None else ()
+        cache: list[Any] = []
+
+        def headers() -> dict[str, Any] | None:
+            if not cache:
+                cache.append(headers_of())
+            return cache[0]
+
+        def route_one(ex: Exchange) -> tuple[Any, ...] | None:
+            router = ex.router
+            return router.route(
+                routing_key,
+                headers() if router.needs_headers else None,
+                properties_of if router.needs_properties else None,
+            )
+
+        return route_graph(exchange, route_one, _is_exchange, self._alternate)
+
+    def _alternate(self, exchange: Exchange) -> Exchange | None:
+        name = exchange.alternate
+        return self.exchanges.get(name) if name is not None else None
+
+    def iter_queues(self) -> Iterator[Queue]:
+        return iter(list(self.queues.values()))
+
+
+def _is_exchange(destination: Any) -> bool:
+    return isinstance(destination, Exchange)
