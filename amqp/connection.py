@@ -9,7 +9,15 @@ called when `out` goes from empty to non-empty, so sends made outside
 `receive_data` (deliveries, confirms) are flushed too.
 
 The hot frames (Basic.Publish + content, Basic.Ack/Nack/Reject) are parsed
-inline with the fast codec; everything else goes through pamqp.
+inline with the fast codec; everything else is read by the codec into pamqp
+commands.
+
+Every protocol error is answered as RabbitMQ answers it: the same reply
+code and text, class and method ids, hard or soft, and the same choice
+between a Close that waits for Close-Ok, a Close followed by hanging up
+(the framing itself is broken), and hanging up without a word (errors
+before Tune-Ok is done, and the inputs on which RabbitMQ's connection
+process crashes: unknown method ids, unreadable field tables).
 """
 
 from __future__ import annotations
@@ -17,13 +25,10 @@ from __future__ import annotations
 import enum
 import logging
 import platform
-import struct
 from collections.abc import Callable
 from typing import Any
 
 from pamqp import commands
-from pamqp import decode as pdecode
-from pamqp.exceptions import UnmarshalingException
 
 from . import codec
 from .channel import AWAIT_BODY, AWAIT_HEADER, AWAIT_METHOD, Channel
@@ -50,11 +55,19 @@ from .constants import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
     PROTOCOL_HEADER,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
 )
-from .errors import AMQPError, ChannelError, ConnectionError
+from .errors import (
+    AMQPError,
+    ChannelError,
+    ConnectionError,
+    erl_binary_w,
+    frame_error_text,
+    unexpected_frame_text,
+)
 from .handler import ConnectionHandler
 
 log = logging.getLogger("warrenmq.amqp")
@@ -62,8 +75,15 @@ log = logging.getLogger("warrenmq.amqp")
 _unpack_frame_header = codec.unpack_frame_header
 _unpack_u32 = codec.unpack_u32
 _parse_publish = codec.parse_publish
-_parse_content_header = codec.parse_content_header
+_unpack_header_fixed = codec.unpack_header_fixed
 _parse_tag_bits = codec.parse_tag_bits
+_check_properties = codec.check_properties
+
+_ACKS = frozenset({BASIC_ACK, BASIC_NACK, BASIC_REJECT})
+# The 0-9-1 header, and the 0-9 one RabbitMQ also takes (and speaks 0-9-1 to).
+ACCEPTED_HEADERS = frozenset({PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"})
+# RabbitMQ's hard limit on a content body (a 501 above it, whatever max_message_size says).
+MAX_MESSAGE_SIZE = 512 * 1024 * 1024
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -236,7 +256,7 @@ class Connection:
 
     def _channel_open(self, channel: int) -> bool:
         ch = self.channels.get(channel)
-        return ch is not None and not ch.closing
+        return ch is not None and ch.running
 
     # ========================================================== closing
     def close_channel(self, channel: int, error: AMQPError) -> None:
@@ -245,12 +265,12 @@ class Connection:
         if ch is None or ch.closing or self.state >= State.CLOSING:
             return
         ch.start_closing()
+        if ch.expect == AWAIT_BODY:
+            ch.discard = True
+            ch.parts = []
         self._emit(
-            codec.encode_method(
-                channel,
-                commands.Channel.Close(
-                    error.code, error.reply_text, error.class_id, error.method_id
-                ),
+            codec.encode_close(
+                channel, error.code, error.reply_bytes, error.class_id, error.method_id
             )
         )
 
@@ -259,17 +279,13 @@ class Connection:
         if self.state >= State.CLOSING:
             return
         self.close_reason = error
-        if self.state <= State.AWAIT_START_OK and error.code != ACCESS_REFUSED:
-            # Before Start-Ok a client cannot read a Close; just hang up.
+        if self.state < State.AWAIT_OPEN:
+            # Until Tune-Ok is done RabbitMQ answers no error: it hangs up.
+            # (A refused login with authentication_failure_close is sent by _start_ok.)
             self._finish()
             return
         self._emit(
-            codec.encode_method(
-                0,
-                commands.Connection.Close(
-                    error.code, error.reply_text, error.class_id, error.method_id
-                ),
-            )
+            codec.encode_close(0, error.code, error.reply_bytes, error.class_id, error.method_id)
         )
         if wait_for_close_ok:
             self.state = State.CLOSING
@@ -294,13 +310,17 @@ class Connection:
             self.close_channel(channel, exc)
 
     # ============================================================ heartbeats
-    def heartbeat_tick(self) -> bool:
-        """Call every heartbeat/2 seconds; False means the client went silent (close it)."""
+    def heartbeat_tick(self, reading: bool = True) -> bool:
+        """Call every heartbeat/2 seconds; False means the client went silent (close it).
+
+        reading=False: the server itself is not reading from the client (its
+        socket is full, or backpressure), so unread heartbeats are not silence.
+        """
         if self.state >= State.CLOSED:
             return False
         if not self.heartbeat:
             return True
-        if self._received_since_tick:
+        if self._received_since_tick or not reading:
             self._silent_ticks = 0
         else:
             self._silent_ticks += 1
@@ -335,10 +355,11 @@ class Connection:
             data = self._buf + data
             self._buf = b""
         if state == State.AWAIT_PROTOCOL_HEADER:
-            if len(data) < 8 and PROTOCOL_HEADER.startswith(data):
-                self._buf = data  # a header split across reads
+            if len(data) < 8:
+                self._buf = data  # RabbitMQ reads all 8 bytes before it answers
                 return
-            if data[:8] != PROTOCOL_HEADER:
+            if data[:8] not in ACCEPTED_HEADERS:
+                log.info("refusing a client that did not send the AMQP 0-9-1 header: %r", data[:8])
                 self._emit(PROTOCOL_HEADER)
                 self._finish()
                 return
@@ -346,81 +367,88 @@ class Connection:
             self._send_start()
         try:
             self._frames(data)
-        except _FrameError as exc:
-            self._frame_error(exc.code, exc.text)
         except Exception:
             log.exception("internal error reading frames")
-            self.close(ConnectionError(INTERNAL_ERROR, "internal error"), wait_for_close_ok=False)
-
-    def _frame_error(self, code: int, text: str) -> None:
-        error = ConnectionError(code, text)
-        log.info("closing connection: %s", error.reply_text)
-        self.close(error, wait_for_close_ok=False)
+            self.close(ConnectionError(INTERNAL_ERROR, ""), wait_for_close_ok=False)
+            self._finish()  # the stream cannot be trusted any more, even while closing
 
     def _frames(self, buf: bytes) -> None:
-        """Split buf into frames and handle each; keep an incomplete tail."""
+        """Split buf into frames and handle each; keep an incomplete tail.
+
+        The frames of open channels (publishes, their content, acks) are
+        handled inline; everything else goes through `_frame`.
+        """
         pos = 0
         n = len(buf)
         channels = self.channels
         while n - pos >= 7:
-            if self.state >= State.CLOSED:
+            state = self.state
+            if state is State.CLOSED:
                 return
             ftype, ch_no, size = _unpack_frame_header(buf, pos)
-            if size > self.frame_max - 8:
-                raise _FrameError(
-                    FRAME_ERROR,
-                    f"frame size {size} is larger than negotiated maximum {self.frame_max - 8}",
-                )
+            if size > self.frame_max:
+                # RabbitMQ lets a frame's payload reach frame_max (not frame_max - 8).
+                reason = ("frame_too_large", str(size), str(self.frame_max - 8))
+                self._fatal_frame_error(frame_error_text(ftype, b"", reason))
+                return
             end = pos + 7 + size
             if end >= n:
                 self._keep(buf, pos, end + 1)
                 return
             if buf[end] != FRAME_END:
-                raise _FrameError(
-                    FRAME_ERROR, f"frame end byte 0x{buf[end]:02x}, expected 0x{FRAME_END:02x}"
-                )
+                reason = ("invalid_frame_end_marker", str(buf[end]))
+                self._fatal_frame_error(frame_error_text(ftype, buf[pos + 7 : end], reason))
+                return
             start = pos + 7
             pos = end + 1
-            if ftype == FRAME_METHOD:
-                if size < 4:
-                    raise _FrameError(FRAME_ERROR, f"method frame of {size} bytes")
+            if state is State.OPEN and ch_no:
                 ch = channels.get(ch_no)
-                if ch is not None and ch.expect == AWAIT_METHOD and not ch.closing:
-                    method_id = _unpack_u32(buf, start)[0]
-                    try:
-                        if method_id == BASIC_PUBLISH:
-                            exchange, rk, mandatory, immediate = _parse_publish(buf, start + 4, end)
-                            ch.begin_content(exchange, rk, mandatory, immediate)
-                            continue
-                        if method_id == BASIC_ACK:
-                            tag, bits = _parse_tag_bits(buf, start + 4, end, 80)
-                            self.handler.on_ack(ch_no, tag, bool(bits & 1))
-                            continue
-                        if method_id == BASIC_NACK:
-                            tag, bits = _parse_tag_bits(buf, start + 4, end, 120)
-                            self.handler.on_nack(ch_no, tag, bool(bits & 1), bool(bits & 2))
-                            continue
-                        if method_id == BASIC_REJECT:
-                            tag, bits = _parse_tag_bits(buf, start + 4, end, 90)
-                            self.handler.on_reject(ch_no, tag, bool(bits & 1))
-                            continue
-                    except AMQPError as exc:
-                        if not exc.class_id:
-                            exc.class_id, exc.method_id = method_id >> 16, method_id & 0xFFFF
-                        self._fail(exc, ch_no)
+                if ch is not None:
+                    if ftype == FRAME_BODY:
+                        self._body(ch, buf[start:end])
                         continue
-                self._method_frame(ch_no, buf[start:end])
-            elif ftype == FRAME_HEADER:
-                self._header_frame(ch_no, buf, start, end)
-            elif ftype == FRAME_BODY:
-                self._body_frame(ch_no, buf[start:end])
-            elif ftype == FRAME_HEARTBEAT:
-                if ch_no != 0:
-                    raise _FrameError(FRAME_ERROR, f"heartbeat frame on channel {ch_no}")
-            else:
-                raise _FrameError(FRAME_ERROR, f"unknown frame type {ftype}")
+                    if ftype == FRAME_METHOD and size >= 4 and ch.expect == AWAIT_METHOD:
+                        if ch.opened and not ch.closing:
+                            method_index = _unpack_u32(buf, start)[0]
+                            if method_index == BASIC_PUBLISH:
+                                try:
+                                    publish = _parse_publish(buf, start + 4, end)
+                                except codec.UndecodableMethod as exc:
+                                    self._cannot_decode(exc, method_index)
+                                    continue
+                                ch.method_index = BASIC_PUBLISH
+                                ch.publish = publish
+                                ch.expect = AWAIT_HEADER
+                                continue
+                            if method_index in _ACKS:
+                                self._ack(ch, method_index, buf, start, end)
+                                continue
+                    elif ftype == FRAME_HEADER and size >= 12:
+                        self._header(ch, buf, start, end)
+                        continue
+            self._frame(ftype, ch_no, buf[start:end])
         if pos < n:
             self._buf = buf[pos:]
+
+    def _ack(self, ch: Channel, method_index: int, buf: bytes, start: int, end: int) -> None:
+        """Basic.Ack / Nack / Reject on an open channel, parsed in place."""
+        try:
+            tag, bits = _parse_tag_bits(buf, start + 4, end)
+            if method_index == BASIC_ACK:
+                self.handler.on_ack(ch.number, tag, bool(bits & 1))
+            elif method_index == BASIC_NACK:
+                self.handler.on_nack(ch.number, tag, bool(bits & 1), bool(bits & 2))
+            else:
+                self.handler.on_reject(ch.number, tag, bool(bits & 1))
+        except codec.UndecodableMethod as exc:
+            self._cannot_decode(exc, method_index)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method_index >> 16, method_index & 0xFFFF
+            self._fail(exc, ch.number)
+        except Exception:
+            log.exception("internal error handling %s on channel %d", _ids(method_index), ch.number)
+            self._internal_error()
 
     def _keep(self, buf: bytes, pos: int, frame_end: int) -> None:
         """Hold an incomplete frame; a large one is collected in pieces."""
@@ -432,222 +460,392 @@ class Connection:
         else:
             self._buf = tail
 
-    # ------------------------------------------------------------- methods
-    def _method_frame(self, ch_no: int, payload: bytes) -> None:
-        try:
-            try:
-                method = codec.decode_method(payload)
-            except KeyError:
-                class_id, method_id = struct.unpack_from(">HH", payload)
-                raise ConnectionError(
-                    NOT_IMPLEMENTED,
-                    f"unknown method class {class_id} method {method_id}",
-                    class_id,
-                    method_id,
-                ) from None
-            except UnmarshalingException as exc:
-                class_id, method_id = struct.unpack_from(">HH", payload)
-                raise ConnectionError(
-                    SYNTAX_ERROR, f"malformed {_method_name(payload)}: {exc}", class_id, method_id
-                ) from None
-            if ch_no == 0:
-                self._connection_method(method)
+    # ------------------------------------------------------- frame dispatch
+    def _frame(self, ftype: int, ch_no: int, payload: bytes) -> None:
+        """Any frame off the inline paths, handled as RabbitMQ's reader does for the state."""
+        state = self.state
+        if state is State.CLOSING:
+            # Waiting for Close-Ok: only channel 0's Close / Close-Ok count.
+            if ch_no == 0 and ftype == FRAME_METHOD and len(payload) >= 4:
+                self._closing_method(payload)
+            return
+        kind = _frame_kind(ftype, payload)
+        if ch_no == 0:
+            if kind == "method":
+                self._method0(payload)
+            elif kind in ("header", "body"):
+                self._protocol_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload))
+            elif kind != "heartbeat":
+                self._protocol_error(FRAME_ERROR, frame_error_text(ftype, payload, "unknown_frame"))
+            return
+        if state is not State.OPEN:
+            self._protocol_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload))
+        elif kind is None:
+            self._protocol_error(FRAME_ERROR, frame_error_text(ftype, payload, "unknown_frame"))
+        elif kind == "heartbeat":
+            self._protocol_error(UNEXPECTED_FRAME, unexpected_frame_text(ftype, payload))
+        elif kind == "method" and not self._known_method(payload):
+            return
+        else:
+            ch = self._channel_for(ch_no)
+            if ch is None:
+                return
+            if kind == "method":
+                self._channel_method_frame(ch, payload)
+            elif kind == "header":
+                self._header(ch, payload, 0, len(payload))
             else:
-                self._channel_method(ch_no, method)
+                self._body(ch, payload)
+
+    def _known_method(self, payload: bytes) -> bool:
+        """False (and the socket dropped) for an undefined class/method id, as RabbitMQ's reader dies."""
+        try:
+            codec.method_layout(_unpack_u32(payload, 0)[0])
+        except codec.UnknownMethod as exc:
+            self._drop(f"unknown method {exc}")
+            return False
+        return True
+
+    def _channel_for(self, ch_no: int) -> Channel | None:
+        """The channel of a frame; a first frame brings a channel number into being."""
+        ch = self.channels.get(ch_no)
+        if ch is None:
+            count = len(self.channels)
+            if self.channel_max and count >= self.channel_max:
+                self._protocol_error(
+                    NOT_ALLOWED,
+                    f"number of channels opened ({count}) has reached the "
+                    f"negotiated channel_max ({self.channel_max})",
+                )
+                return None
+            ch = self.channels[ch_no] = Channel(ch_no)
+        return ch
+
+    # ------------------------------------------------------------- errors
+    def _protocol_error(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """A connection error in a well-framed stream: close and wait for Close-Ok."""
+        error = ConnectionError(code, text, class_id, method_id)
+        log.info("closing connection: %s", error.reply_text)
+        self.close(error)
+
+    def _fatal_frame_error(self, text: str) -> None:
+        """The framing itself is broken: answer once, read nothing more, hang up."""
+        if self.state is State.CLOSING:
+            self._finish()  # already closing: RabbitMQ just logs it and hangs up
+            return
+        error = ConnectionError(FRAME_ERROR, text)
+        log.info("closing connection: %s", error.reply_text)
+        self.close(error, wait_for_close_ok=False)
+
+    def _cannot_decode(self, exc: codec.UndecodableMethod, method_index: int) -> None:
+        self._protocol_error(
+            FRAME_ERROR,
+            f"cannot decode {erl_binary_w(exc.arguments)}",
+            method_index >> 16,
+            method_index & 0xFFFF,
+        )
+
+    def _drop(self, reason: str) -> None:
+        """Hang up without a word: what RabbitMQ's connection does when its reader crashes."""
+        log.info("dropping connection: %s", reason)
+        self._finish()
+
+    def _internal_error(self) -> None:
+        """541 "INTERNAL_ERROR", as RabbitMQ answers when a channel (or channel 0's decoding) crashes."""
+        self.close(ConnectionError(INTERNAL_ERROR, ""))
+
+    # ------------------------------------------------------------- methods
+    def _decode(self, payload: bytes) -> Any:
+        """The method of a payload, or None when an error was answered for it."""
+        method_index = _unpack_u32(payload, 0)[0]
+        try:
+            return codec.decode_method(payload)
+        except codec.UnknownMethod as exc:
+            self._drop(f"unknown method {exc}")
+        except codec.UndecodableMethod as exc:
+            self._cannot_decode(exc, method_index)
+        except codec.MalformedUTF8 as exc:
+            self._protocol_error(FRAME_ERROR, str(exc))
+        except codec.BadFieldTable as exc:
+            self._drop(f"malformed field table in method {_ids(method_index)}: {exc}")
+        return None
+
+    def _method0(self, payload: bytes) -> None:
+        """A method on channel 0 (RabbitMQ's handle_method0)."""
+        method_index = _unpack_u32(payload, 0)[0]
+        try:
+            method = codec.decode_method(payload)
+        except codec.UnknownMethod as exc:
+            self._drop(f"unknown method {exc}")
+            return
+        except (codec.UndecodableMethod, codec.BadFieldTable) as exc:
+            # RabbitMQ's channel-0 decoding fails with a non-AMQP error: 541 once
+            # the connection is open, silence before.
+            log.info("malformed method %s on channel 0: %s", _ids(method_index), exc)
+            if self.state is State.OPEN:
+                self._internal_error()
+            else:
+                self._finish()
+            return
+        except codec.MalformedUTF8 as exc:
+            self._protocol_error(FRAME_ERROR, str(exc), method_index >> 16, method_index & 0xFFFF)
+            return
+        try:
+            self._connection_method(method)
         except AMQPError as exc:
-            if not exc.class_id and len(payload) >= 4:
-                exc.class_id, exc.method_id = struct.unpack_from(">HH", payload)
-            self._fail(exc, ch_no)
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method_index >> 16, method_index & 0xFFFF
+            self._fail(exc, 0)
         except Exception:
-            log.exception("internal error handling %s on channel %d", _method_name(payload), ch_no)
-            self.close(ConnectionError(INTERNAL_ERROR, "internal error"))
+            log.exception("internal error handling %s on channel 0", _ids(method_index))
+            self._internal_error()
+
+    def _closing_method(self, payload: bytes) -> None:
+        """Channel 0 while we wait for Close-Ok: Close and Close-Ok end it, the rest is dropped."""
+        try:
+            method = codec.decode_method(payload)
+        except codec.UnknownMethod as exc:
+            self._drop(f"unknown method {exc}")
+            return
+        except (codec.UndecodableMethod, codec.MalformedUTF8, codec.BadFieldTable):
+            return
+        if method.name == "Connection.CloseOk":
+            self._finish()
+        elif method.name == "Connection.Close":
+            self._emit(codec.encode_method(0, commands.Connection.CloseOk()))
+            self._finish()
 
     def _connection_method(self, method: Any) -> None:
         state = self.state
         name = method.name
-        if state == State.CLOSING:
-            if name == "Connection.CloseOk":
-                self._finish()
-            elif name == "Connection.Close":
-                self._emit(codec.encode_method(0, commands.Connection.CloseOk()))
-                self._finish()
-            return
-        if name == "Connection.Close":
+        if state is State.AWAIT_START_OK and name == "Connection.StartOk":
+            self._start_ok(method)
+        elif state is State.AWAIT_TUNE_OK and name == "Connection.TuneOk":
+            self._tune_ok(method)
+        elif state is State.AWAIT_OPEN and name == "Connection.Open":
+            self._open(method)
+        elif state is State.OPEN and name == "Connection.Close":
             self._emit(codec.encode_method(0, commands.Connection.CloseOk()))
             self._finish()
-            return
-        if not name.startswith("Connection."):
-            raise ConnectionError(
-                COMMAND_INVALID, f"{_method_text(name)} is not allowed on channel 0"
-            )
-        if state == State.AWAIT_START_OK and name == "Connection.StartOk":
-            self._start_ok(method)
-        elif state == State.AWAIT_TUNE_OK and name == "Connection.TuneOk":
-            self._tune_ok(method)
-        elif state == State.AWAIT_OPEN and name == "Connection.Open":
-            self._open(method)
-        elif state == State.OPEN and name == "Connection.CloseOk":
-            pass  # a stray Close-Ok: harmless
-        elif state == State.OPEN and name == "Connection.UpdateSecret":
+        elif state is State.OPEN and name == "Connection.UpdateSecret":
             self._emit(codec.encode_method(0, commands.Connection.UpdateSecretOk()))
         else:
             raise ConnectionError(
-                COMMAND_INVALID,
-                f"{_method_text(name)} is not expected in connection state {state.name.lower()}",
+                CHANNEL_ERROR, f"unexpected method in connection state {_STATE_NAMES[state]}"
             )
 
-    def _channel_method(self, ch_no: int, method: Any) -> None:
+    def _channel_method_frame(self, ch: Channel, payload: bytes) -> None:
+        """A method frame on a channel, through content assembly (RabbitMQ's command assembler)."""
+        if ch.expect != AWAIT_METHOD:
+            self._unexpected_in_content(ch)
+            return
+        method = self._decode(payload)
+        if method is None:
+            return
+        method_index = _unpack_u32(payload, 0)[0]
+        if codec.has_content(method_index):
+            if method_index == BASIC_PUBLISH:
+                ch.begin_content(
+                    method_index, method.exchange, method.routing_key, method.mandatory, method.immediate
+                )
+            else:
+                ch.begin_content(method_index)
+            return
+        try:
+            self._channel_command(ch, method)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = method_index >> 16, method_index & 0xFFFF
+            self._fail(exc, ch.number)
+        except Exception:
+            log.exception("internal error handling %s on channel %d", method.name, ch.number)
+            self._internal_error()
+
+    def _channel_command(self, ch: Channel, method: Any) -> None:
+        """A whole command on a channel (RabbitMQ's channel process): opening, open or closing."""
         name = method.name
-        if self.state != State.OPEN:
-            if self.state == State.CLOSING:
-                return  # dropped until Close-Ok
-            raise ConnectionError(
-                CHANNEL_ERROR, f"channel {ch_no} used before the connection is open"
-            )
-        if name.startswith("Connection."):
-            raise ConnectionError(
-                COMMAND_INVALID, f"{_method_text(name)} is only allowed on channel 0"
-            )
-        ch = self.channels.get(ch_no)
-        if ch is None:
+        ch_no = ch.number
+        if not ch.opened:
             if name != "Channel.Open":
-                raise ConnectionError(
-                    CHANNEL_ERROR, f"expected 'channel.open' on channel {ch_no}, got {_method_text(name)}"
-                )
-            if ch_no > self.channel_max:
-                raise ConnectionError(
-                    CHANNEL_ERROR,
-                    f"channel {ch_no} is above the negotiated channel_max {self.channel_max}",
-                )
-            ch = Channel(ch_no)
-            self.channels[ch_no] = ch
-            try:
-                self.handler.channel_opened(ch_no)
-            except AMQPError:
-                del self.channels[ch_no]
-                raise
+                raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'")
+            ch.opened = True
+            self.handler.channel_opened(ch_no)
             self._emit(codec.encode_method(ch_no, commands.Channel.OpenOk()))
             return
+        if name == "Channel.Open":  # even while closing, as RabbitMQ checks it first
+            raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
         if ch.closing:
             # After a channel error everything but Close / Close-Ok is dropped.
-            if name in ("Channel.CloseOk", "Channel.Close"):
+            if name == "Channel.CloseOk":
                 self._drop_channel(ch_no)
+            elif name == "Channel.Close":
+                self._emit(codec.encode_method(ch_no, commands.Channel.CloseOk()))
             return
-        if ch.expect != AWAIT_METHOD:
-            raise ConnectionError(
-                UNEXPECTED_FRAME,
-                f"expected content header for class 60, got method {_method_text(name)}",
-            )
-        if name == "Channel.Close":
+        if name in _CLIENT_METHODS:
+            self.handler.on_method(ch_no, method)
+        elif name == "Channel.Close":
             self._emit(codec.encode_method(ch_no, commands.Channel.CloseOk()))
             self._drop_channel(ch_no)
-        elif name == "Channel.CloseOk":
-            pass  # no close of ours was outstanding
-        elif name == "Channel.Open":
-            raise ConnectionError(CHANNEL_ERROR, f"second 'channel.open' seen on channel {ch_no}")
-        elif name in _CLIENT_METHODS:
-            self.handler.on_method(ch_no, method)
+        elif name == "Channel.Flow":
+            if not method.active:
+                raise ConnectionError(NOT_IMPLEMENTED, "active=false")
+            self._emit(codec.encode_method(ch_no, commands.Channel.FlowOk(True)))
+        elif name == "Access.Request":
+            self._emit(codec.encode_raw_method(ch_no, 30, 11, b"\x00\x01"))  # ticket 1
+        elif name == "Basic.Ack":
+            self.handler.on_ack(ch_no, method.delivery_tag, method.multiple)
+        elif name == "Basic.Nack":
+            self.handler.on_nack(ch_no, method.delivery_tag, method.multiple, method.requeue)
+        elif name == "Basic.Reject":
+            self.handler.on_reject(ch_no, method.delivery_tag, method.requeue)
         else:
-            raise ConnectionError(
-                COMMAND_INVALID, f"{_method_text(name)} is not sent by clients"
-            )
+            # Server-side methods, unsolicited Close-Ok / Flow-Ok, connection methods.
+            raise ConnectionError(COMMAND_INVALID, "unimplemented method")
 
     def _drop_channel(self, ch_no: int) -> None:
-        if self.channels.pop(ch_no, None) is not None:
+        ch = self.channels.pop(ch_no, None)
+        if ch is not None and ch.opened:
             self.handler.channel_closed(ch_no)
 
     # ------------------------------------------------------------- content
-    def _header_frame(self, ch_no: int, buf: bytes, start: int, end: int) -> None:
-        ch = self.channels.get(ch_no)
-        if ch is None or self.state != State.OPEN:
-            if self.state == State.CLOSING:
-                return
-            self._frame_error_soft(CHANNEL_ERROR, f"content header on channel {ch_no}, which is not open")
-            return
-        if ch.closing:
-            return
+    def _unexpected_in_content(self, ch: Channel) -> None:
+        """Some other frame where the content header (or a body frame) was due: 505."""
+        cls, meth = ch.method_index >> 16, ch.method_index & 0xFFFF
+        if ch.expect == AWAIT_HEADER:
+            text = f"expected content header for class {cls}, got non content header frame instead"
+        else:
+            text = "expected content body, got non content body frame instead"
+        self._protocol_error(UNEXPECTED_FRAME, text, cls, meth)
+
+    def _header(self, ch: Channel, buf: bytes, start: int, end: int) -> None:
+        """A content header frame (at least its 12 fixed bytes) on a channel."""
         if ch.expect != AWAIT_HEADER:
-            self._frame_error_soft(UNEXPECTED_FRAME, "expected method frame, got content header instead")
+            if ch.expect == AWAIT_METHOD:
+                self._protocol_error(
+                    UNEXPECTED_FRAME, "expected method frame, got non method frame instead"
+                )
+            else:
+                self._unexpected_in_content(ch)
             return
-        try:
-            class_id, body_size, props = _parse_content_header(buf, start, end)
-        except AMQPError as exc:
-            self._fail(exc, ch_no)
-            return
-        if class_id != BASIC:
-            self._frame_error_soft(
-                UNEXPECTED_FRAME, f"content header for class {class_id}, expected class 60"
-            )
-            return
-        if body_size > self.max_message_size:
-            ch.reset_content()
-            self._fail(
-                ChannelError(
-                    406,
-                    f"message size {body_size} is larger than configured max size {self.max_message_size}",
-                    60,
-                    40,
-                ),
-                ch_no,
-            )
+        class_id, weight, body_size = _unpack_header_fixed(buf, start)
+        if class_id != BASIC or weight or body_size > MAX_MESSAGE_SIZE:
+            self._bad_header(ch, class_id, weight, body_size)
             return
         if body_size == 0:
-            self._publish(ch, props, b"")
+            self._content_complete(ch, buf[start + 12 : end], b"")
             return
-        ch.props = props
+        ch.props = buf[start + 12 : end]
         ch.remaining = body_size
         ch.expect = AWAIT_BODY
+        if not ch.opened or ch.closing:
+            ch.discard = True  # dropped when complete; no need to keep it
+        elif body_size > self.max_message_size and ch.method_index == BASIC_PUBLISH:
+            # Refused when complete (as RabbitMQ does), but never held in memory.
+            ch.discard = True
+            ch.too_large = body_size
 
-    def _body_frame(self, ch_no: int, payload: bytes) -> None:
-        ch = self.channels.get(ch_no)
-        if ch is None or self.state != State.OPEN:
-            if self.state == State.CLOSING:
-                return
-            self._frame_error_soft(CHANNEL_ERROR, f"content body on channel {ch_no}, which is not open")
-            return
-        if ch.closing:
-            return
-        if ch.expect != AWAIT_BODY:
-            self._frame_error_soft(
+    def _bad_header(self, ch: Channel, class_id: int, weight: int, body_size: int) -> None:
+        """The content header of another class, with a weight, or over RabbitMQ's size limit."""
+        cls, meth = ch.method_index >> 16, ch.method_index & 0xFFFF
+        if weight:
+            self._unexpected_in_content(ch)
+        elif class_id != cls:
+            self._protocol_error(
                 UNEXPECTED_FRAME,
-                "expected content header for class 60, got content body instead"
-                if ch.expect == AWAIT_HEADER
-                else "expected method frame, got content body instead",
+                f"expected content header for class {cls}, got one for class {class_id} instead",
+                cls,
+                meth,
+            )
+        else:
+            self._protocol_error(
+                FRAME_ERROR,
+                f"content body size {body_size} exceeds maximum allowed size {MAX_MESSAGE_SIZE}",
+                cls,
+                meth,
+            )
+
+    def _body(self, ch: Channel, payload: bytes) -> None:
+        """A content body frame on a channel."""
+        if ch.expect != AWAIT_BODY:
+            if ch.expect == AWAIT_METHOD:
+                self._protocol_error(
+                    UNEXPECTED_FRAME, "expected method frame, got non method frame instead"
+                )
+            else:
+                self._unexpected_in_content(ch)
+            return
+        remaining = ch.remaining - len(payload)
+        if remaining < 0:
+            self._protocol_error(
+                FRAME_ERROR,
+                "content body frame exceeds remaining content size",
+                ch.method_index >> 16,
+                ch.method_index & 0xFFFF,
             )
             return
-        ch.remaining -= len(payload)
-        if ch.remaining < 0:
-            self._frame_error_soft(UNEXPECTED_FRAME, "content body longer than its declared size")
-            return
-        if ch.remaining:
-            ch.parts.append(payload)
+        ch.remaining = remaining
+        if remaining:
+            if not ch.discard:
+                ch.parts.append(payload)
             return
         if ch.parts:
             ch.parts.append(payload)
             body = b"".join(ch.parts)
-            ch.parts = []
         else:
             body = payload
-        self._publish(ch, ch.props, body)
+        self._content_complete(ch, ch.props, body)
 
-    def _publish(self, ch: Channel, props: bytes, body: bytes) -> None:
-        exchange, rk, mandatory, immediate = ch.publish
+    def _content_complete(self, ch: Channel, props: bytes, body: bytes) -> None:
+        """A method with its whole content: a good publish goes to the handler."""
+        method_index = ch.method_index
+        exchange, rk, mandatory, immediate = publish = ch.publish
+        too_large = ch.too_large
         ch.reset_content()
-        try:
-            self.handler.on_publish(ch.number, exchange, rk, mandatory, immediate, props, body)
-        except AMQPError as exc:
-            if not exc.class_id:
-                exc.class_id, exc.method_id = 60, 40
-            self._fail(exc, ch.number)
-        except Exception:
-            log.exception("internal error handling basic.publish on channel %d", ch.number)
-            self.close(ConnectionError(INTERNAL_ERROR, "internal error"))
+        if (
+            method_index == BASIC_PUBLISH
+            and ch.opened
+            and not ch.closing
+            and not immediate
+            and not too_large
+            and _check_properties(props)
+        ):
+            try:
+                self.handler.on_publish(ch.number, exchange, rk, mandatory, immediate, props, body)
+            except AMQPError as exc:
+                if not exc.class_id:
+                    exc.class_id, exc.method_id = 60, 40
+                self._fail(exc, ch.number)
+            except Exception:
+                log.exception("internal error handling basic.publish on channel %d", ch.number)
+                self._internal_error()
+        elif not ch.closing:
+            self._refuse_content(ch, method_index, publish, too_large)
 
-    def _frame_error_soft(self, code: int, text: str) -> None:
-        """A protocol error in a well-framed stream: close and wait for Close-Ok."""
-        error = ConnectionError(code, text)
-        log.info("closing connection: %s", error.reply_text)
-        self.close(error)
+    def _refuse_content(
+        self, ch: Channel, method_index: int, publish: tuple[str, str, bool, bool], too_large: int
+    ) -> None:
+        """Answer a whole command with content that is not a good publish, as RabbitMQ's channel does."""
+        cls, meth = method_index >> 16, method_index & 0xFFFF
+        if not ch.opened:
+            error: AMQPError = ConnectionError(CHANNEL_ERROR, "expected 'channel.open'", cls, meth)
+        elif method_index != BASIC_PUBLISH:
+            error = ConnectionError(COMMAND_INVALID, "unimplemented method", cls, meth)
+        elif publish[3]:
+            error = ConnectionError(NOT_IMPLEMENTED, "immediate=true", cls, meth)
+        elif too_large:
+            error = ChannelError(
+                PRECONDITION_FAILED,
+                f"message size {too_large} is larger than configured max size "
+                f"{self.max_message_size}",
+                cls,
+                meth,
+            )
+        else:
+            # RabbitMQ decodes the properties of every publish; its channel
+            # crashes on bad ones and the connection answers 541.
+            log.info("malformed content header properties on channel %d", ch.number)
+            error = ConnectionError(INTERNAL_ERROR, "")
+        self._fail(error, ch.number)
 
     # ------------------------------------------------------------ handshake
     def _send_start(self) -> None:
@@ -675,13 +873,13 @@ class Connection:
         if mechanism == "PLAIN":
             parts = raw.split(b"\x00")
             if len(parts) != 3:
-                raise ConnectionError(ACCESS_REFUSED, "malformed PLAIN response")
+                raise ConnectionError(SYNTAX_ERROR, f"response {raw!r} invalid")
             username, password = parts[1], parts[2]
         elif mechanism == "AMQPLAIN":
             try:
-                _n, table = pdecode.field_table(struct.pack(">I", len(raw)) + raw)
-            except Exception:
-                raise ConnectionError(ACCESS_REFUSED, "malformed AMQPLAIN response") from None
+                table = codec.parse_table(raw)
+            except (codec.BadFieldTable, IndexError):
+                raise ConnectionError(SYNTAX_ERROR, "malformed AMQPLAIN response") from None
             username = _as_bytes(table.get("LOGIN", b""))
             password = _as_bytes(table.get("PASSWORD", b""))
         else:
@@ -696,11 +894,10 @@ class Connection:
                 f"Login was refused using authentication mechanism {mechanism}. "
                 "For details see the broker logfile.",
             )
+            self.close_reason = error
             if self.client_capabilities.get("authentication_failure_close"):
-                self.close(error, wait_for_close_ok=False)
-            else:
-                self.close_reason = error
-                self._finish()
+                self._emit(codec.encode_close(0, error.code, error.reply_bytes, 0, 0))
+            self._finish()
             return
         self.username = user
         self.state = State.AWAIT_TUNE_OK
@@ -744,20 +941,26 @@ class Connection:
 
 
 def _negotiate(field: str, client: int, server: int, minimum: int) -> int:
-    """RabbitMQ's rule: not below the minimum, not above (or unlimited past) the server's."""
+    """RabbitMQ's rule: not below the minimum, not above (or unlimited past) the server's.
+
+    RabbitMQ hangs up on a failed negotiation without a Close (it logs
+    "failed to negotiate connection parameters"); the error still names
+    connection.tune, as RabbitMQ's does.
+    """
+    detail = " (no limit)" if field == "channel_max" and client == 0 else ""
     if client != 0 and client < minimum:
         raise ConnectionError(
             NOT_ALLOWED,
-            f"negotiated {field} = {client} is lower than the minimum allowed value ({minimum})",
+            f"negotiated {field} = {client}{detail} is lower than the minimum allowed value ({minimum})",
             CONNECTION,
-            31,
+            30,
         )
     if server != 0 and (client == 0 or client > server):
         raise ConnectionError(
             NOT_ALLOWED,
-            f"negotiated {field} = {client} is higher than the maximum allowed value ({server})",
+            f"negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})",
             CONNECTION,
-            31,
+            30,
         )
     return client
 
@@ -768,25 +971,36 @@ def _as_bytes(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
-def _method_text(name: str) -> str:
-    """'Queue.DeclareOk' -> 'queue.declare_ok', RabbitMQ's spelling in reply texts."""
-    cls, _, meth = name.partition(".")
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in meth).lstrip("_")
-    return f"'{cls.lower()}.{snake}'"
+def _ids(method_index: int) -> str:
+    return f"{method_index >> 16}.{method_index & 0xFFFF}"
 
 
-def _method_name(payload: bytes) -> str:
-    if len(payload) < 4:
-        return "method"
-    class_id, method_id = struct.unpack_from(">HH", payload)
-    return f"method {class_id}.{method_id}"
+def _frame_kind(ftype: int, payload: bytes) -> str | None:
+    """What RabbitMQ's frame analysis makes of a frame; None where it fails (a 501)."""
+    if ftype == FRAME_METHOD:
+        return "method" if len(payload) >= 4 else None
+    if ftype == FRAME_HEADER:
+        return "header" if len(payload) >= 12 else None
+    if ftype == FRAME_BODY:
+        return "body"
+    if ftype == FRAME_HEARTBEAT and not payload:
+        return "heartbeat"
+    return None
 
+
+# RabbitMQ's names for the connection states, as its reply texts use them.
+_STATE_NAMES = {
+    State.AWAIT_START_OK: "starting",
+    State.AWAIT_TUNE_OK: "tuning",
+    State.AWAIT_OPEN: "opening",
+    State.OPEN: "running",
+}
 
 # Methods a client may send on an open channel, passed to handler.on_method.
+# (Channel.Flow, Access.Request and the acknowledgements the wire layer takes
+# itself; anything else from a client is 503 "unimplemented method".)
 _CLIENT_METHODS = frozenset(
     {
-        "Channel.Flow",
-        "Channel.FlowOk",
         "Exchange.Declare",
         "Exchange.Delete",
         "Exchange.Bind",
@@ -802,7 +1016,6 @@ _CLIENT_METHODS = frozenset(
         "Basic.Get",
         "Basic.Recover",
         "Basic.RecoverAsync",
-        "Basic.CancelOk",
         "Confirm.Select",
         "Tx.Select",
         "Tx.Commit",

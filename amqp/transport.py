@@ -137,7 +137,7 @@ class AMQPProtocol(asyncio.Protocol):
 
     def _heartbeat(self) -> None:
         conn = self.conn
-        if not conn.heartbeat_tick():
+        if not conn.heartbeat_tick(reading=not self._read_pauses):
             self._flush()
             if self.transport is not None:
                 self.transport.close()
