@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import platform
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,7 @@ log = logging.getLogger("warrenmq.amqp")
 
 _unpack_frame_header = codec.unpack_frame_header
 _unpack_u32 = codec.unpack_u32
+_unpack_header_frame = struct.Struct(">BHIHHQ").unpack_from
 _parse_publish = codec.parse_publish
 _unpack_header_fixed = codec.unpack_header_fixed
 _parse_tag_bits = codec.parse_tag_bits
@@ -169,6 +171,7 @@ class Connection:
         self._pending: list[bytes] = []
         self._pending_len = 0
         self._need = 0
+        self._after_publish = 0
         self._received_since_tick = True
         self._sent_since_tick = False
         self._silent_ticks = 0
@@ -416,6 +419,9 @@ class Connection:
                                 except codec.UndecodableMethod as exc:
                                     self._cannot_decode(exc, method_index)
                                     continue
+                                if not publish[3] and self._whole_publish(ch, publish, buf, pos, n):
+                                    pos = self._after_publish
+                                    continue
                                 ch.method_index = BASIC_PUBLISH
                                 ch.publish = publish
                                 ch.expect = AWAIT_HEADER
@@ -429,6 +435,69 @@ class Connection:
             self._frame(ftype, ch_no, buf[start:end])
         if pos < n:
             self._buf = buf[pos:]
+
+    def _whole_publish(
+        self, ch: Channel, publish: tuple[str, str, bool, bool], buf: bytes, pos: int, n: int
+    ) -> bool:
+        """A publish whose header and body frames follow in buf, handled in one go.
+
+        Only the plain, well-formed case (content header then one body frame
+        of exactly the declared size, good properties, under the size limits)
+        is taken here; anything else returns False and the frames go through
+        the general content-assembly path, which answers every error as
+        RabbitMQ does. On success `_after_publish` is the position after it.
+        """
+        if n - pos < 19:
+            return False
+        ftype, ch_no, size, class_id, weight, body_size = _unpack_header_frame(buf, pos)
+        header_end = pos + 7 + size
+        if (
+            ftype != FRAME_HEADER
+            or ch_no != ch.number
+            or size < 12
+            or size > self.frame_max
+            or header_end >= n
+            or buf[header_end] != FRAME_END
+            or class_id != BASIC
+            or weight
+            or body_size > self.max_message_size
+        ):
+            return False
+        props = buf[pos + 19 : header_end]
+        body_pos = header_end + 1
+        if body_size:
+            if n - body_pos < 7:
+                return False
+            ftype, ch_no, size = _unpack_frame_header(buf, body_pos)
+            body_end = body_pos + 7 + size
+            if (
+                ftype != FRAME_BODY
+                or ch_no != ch.number
+                or size != body_size
+                or size > self.frame_max
+                or body_end >= n
+                or buf[body_end] != FRAME_END
+            ):
+                return False
+            body = buf[body_pos + 7 : body_end]
+            after = body_end + 1
+        else:
+            body = b""
+            after = body_pos
+        if not _check_properties(props):
+            return False
+        self._after_publish = after
+        exchange, routing_key, mandatory, immediate = publish
+        try:
+            self.handler.on_publish(ch.number, exchange, routing_key, mandatory, immediate, props, body)
+        except AMQPError as exc:
+            if not exc.class_id:
+                exc.class_id, exc.method_id = 60, 40
+            self._fail(exc, ch.number)
+        except Exception:
+            log.exception("internal error handling basic.publish on channel %d", ch.number)
+            self._internal_error()
+        return True
 
     def _ack(self, ch: Channel, method_index: int, buf: bytes, start: int, end: int) -> None:
         """Basic.Ack / Nack / Reject on an open channel, parsed in place."""
