@@ -43,7 +43,7 @@ from warrenmq.amqp import ChannelError, Connection, ConnectionError, ConnectionH
 from warrenmq.amqp.constants import PROTOCOL_HEADER, REPLY_NAMES
 
 IN_PROCESS_STREAMS = 10_000
-TCP_STREAMS = 400
+TCP_STREAMS = 10_000
 TCP_BATCH = 50  # the good client checks in after every batch
 SEED = 20240917
 
