@@ -69,3 +69,11 @@ class ConnectionHandler:
 
     def on_writable(self, writable: bool) -> None:
         """The socket's write buffer filled up (False) or drained (True)."""
+
+    def before_write(self) -> None:
+        """Called just before queued output goes to the socket.
+
+        The broker finishes its pending work here (appends, state writes), so
+        what a client is told (a delivery, a confirm) never runs ahead of what
+        the broker has written down.
+        """

@@ -99,6 +99,10 @@ class AMQPProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         conn = self.conn
+        try:
+            conn.handler.before_write()
+        except Exception:
+            log.exception("error in the before_write handler of %s", self.peer)
         out = conn.data_to_send()
         if out:
             transport.writelines(out)

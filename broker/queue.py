@@ -24,6 +24,7 @@ dispatches to consumers round-robin within their prefetch credit.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from array import array
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .consumer import Consumer
 
 TAIL_BUDGET_BYTES = 8 * 1024 * 1024
+DISPATCH_BATCH = 1000
 READ_BATCH = 512
 _new_message = tuple.__new__
 _STATE_HEAD = struct.Struct(">QQ")  # format version, cursor
@@ -85,6 +87,7 @@ class Queue:
         self.deleted = False
         self._on_dirty = on_dirty
         self._rr = 0
+        self._dispatch_scheduled = False
         # Delivery state.
         self.cursor = log.log_start_offset
         self.requeued: SortedList = SortedList()
@@ -216,13 +219,24 @@ class Queue:
         return msg
 
     def dispatch(self) -> None:
-        """Give ready messages to consumers with credit, round-robin."""
+        """Give ready messages to consumers with credit, round-robin.
+
+        At most DISPATCH_BATCH deliveries per call: the rest follow on the next
+        event-loop turn, after the sockets were written, so a consumer without
+        a prefetch limit cannot make one call queue a whole backlog in memory,
+        and a full socket (which stops its channel's credit) throttles it.
+        """
         consumers = self.consumers
         if not consumers or self.ready <= 0:
             return
         n = len(consumers)
         idle = 0
+        budget = DISPATCH_BATCH
         while self.ready > 0 and idle < n:
+            if budget == 0:
+                self._dispatch_later()
+                return
+            budget -= 1
             consumer = consumers[self._rr % n]
             self._rr += 1
             if not consumer.can_take():
@@ -238,6 +252,16 @@ class Queue:
                 n = len(consumers)
                 if not n:
                     break
+
+    def _dispatch_later(self) -> None:
+        if not self._dispatch_scheduled:
+            self._dispatch_scheduled = True
+            asyncio.get_running_loop().call_soon(self._dispatch_again)
+
+    def _dispatch_again(self) -> None:
+        self._dispatch_scheduled = False
+        if not self.deleted:
+            self.dispatch()
 
     # ------------------------------------------------------------ settlement
     def delivered(self, offset: int) -> None:
