@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from .queue import Queue
 
 
+# A channel with this many publishes awaiting durability stops being read
+# until fewer than the low mark wait: memory stays bounded whatever the rate.
+UNCONFIRMED_HIGH = 50_000
+UNCONFIRMED_LOW = 10_000
+
+
 class ConfirmGroup:
     """The publishes of one channel in one turn, confirmed together."""
 
@@ -57,6 +63,7 @@ class ChannelSession:
         self.confirmed_seq = 0
         self._group: ConfirmGroup | None = None
         self._groups: deque[ConfirmGroup] = deque()
+        self._backpressure = False
         # Transactions.
         self.transactional = False
         self.tx_publishes: list[tuple[Any, ...]] = []
@@ -169,6 +176,11 @@ class ChannelSession:
         group.queues = set()
         group.waiting = len(futures)
         self._groups.append(group)
+        if futures and not self._backpressure and self.unconfirmed > UNCONFIRMED_HIGH:
+            self._backpressure = True
+            proto = self.conn.transport_protocol
+            if proto is not None:
+                proto.pause_reading(f"confirms-{self.number}")
         for fut in futures:
             fut.add_done_callback(lambda f, g=group: self._durable(g, f))
         if not futures:
@@ -195,6 +207,11 @@ class ChannelSession:
             self.confirmed_seq = group.last_seq
         if last_ack:
             self.conn.send_confirm(self.number, last_ack, True)
+        if self._backpressure and self.unconfirmed < UNCONFIRMED_LOW:
+            self._backpressure = False
+            proto = self.conn.transport_protocol
+            if proto is not None:
+                proto.resume_reading(f"confirms-{self.number}")
 
     @property
     def unconfirmed(self) -> int:
