@@ -51,6 +51,8 @@ class BrokerConnection(ConnectionHandler):
         self.vhost: VirtualHost | None = None
         self.writable = True
         self.exclusive_queues: list[Queue] = []
+        # Delivery tags acked, nacked or rejected in each channel's open transaction.
+        self._tx_claimed: dict[int, set[int]] = {}
         self.name = "?"
 
     # ------------------------------------------------------------ handshake
@@ -87,6 +89,11 @@ class BrokerConnection(ConnectionHandler):
         if self.vhost is not None:
             log.info("connection %s closed", self.name)
 
+    def before_write(self) -> None:
+        # Appends and queue states are written before anything reaches this
+        # client, so a delivery or ack it sees is never lost to a crash.
+        self.broker.flush_if_dirty()
+
     def on_writable(self, writable: bool) -> None:
         self.writable = writable
         if writable:
@@ -100,6 +107,7 @@ class BrokerConnection(ConnectionHandler):
 
     def channel_closed(self, channel: int) -> None:
         session = self.sessions.pop(channel, None)
+        self._tx_claimed.pop(channel, None)
         if session is None:
             return
         for consumer in list(session.consumers.values()):
@@ -116,12 +124,14 @@ class BrokerConnection(ConnectionHandler):
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", 60, 40)
         session = self.sessions[channel]
         if session.transactional:
-            session.tx_publishes.append((exchange, routing_key, mandatory, properties, body))
+            # As RabbitMQ: routed now (a missing exchange fails now), delivered at the commit
+            # to the queues routed to now.
+            queues = self._route(exchange, routing_key, properties)
+            session.tx_publishes.append((exchange, routing_key, mandatory, properties, body, queues))
             return
         self.publish(session, exchange, routing_key, mandatory, properties, body)
 
-    def publish(self, session: ChannelSession, exchange_name: str, routing_key: str,
-                mandatory: bool, properties: bytes, body: bytes) -> None:  # fmt: skip
+    def _publishable(self, exchange_name: str) -> Any:
         vhost = self.vhost
         exchange = vhost.exchanges.get(exchange_name)
         if exchange is None:
@@ -133,9 +143,24 @@ class BrokerConnection(ConnectionHandler):
                 60,
                 40,
             )
-        queues = vhost.route(
+        return exchange
+
+    def _route(self, exchange_name: str, routing_key: str, properties: bytes) -> tuple[Queue, ...]:
+        exchange = self._publishable(exchange_name)
+        return self.vhost.route(
             exchange, routing_key, lambda: _headers_of(properties), lambda name: _property(properties, name)
         )
+
+    def publish(self, session: ChannelSession, exchange_name: str, routing_key: str,
+                mandatory: bool, properties: bytes, body: bytes,
+                queues: tuple[Queue, ...] | None = None) -> None:  # fmt: skip
+        if queues is None:
+            queues = self._route(exchange_name, routing_key, properties)
+        else:  # routed earlier (a transaction): a queue deleted since then drops its copy
+            routed = bool(queues)
+            queues = tuple(q for q in queues if not q.deleted)
+            if routed and not queues:
+                mandatory = False  # RabbitMQ returns only what routed nowhere
         broker = self.broker
         if not queues:
             broker.counters["unroutable"] += 1
@@ -163,19 +188,41 @@ class BrokerConnection(ConnectionHandler):
     def on_ack(self, channel: int, delivery_tag: int, multiple: bool) -> None:
         session = self.sessions[channel]
         if session.transactional:
-            session.tx_acks.append(("ack", (delivery_tag, multiple)))
+            for tag in self._tx_claim(session, delivery_tag, multiple, 80):
+                session.tx_acks.append(("ack", (tag, False)))
             return
         session.ack(delivery_tag, multiple)
 
     def on_nack(self, channel: int, delivery_tag: int, multiple: bool, requeue: bool) -> None:
+        self._nack(channel, delivery_tag, multiple, requeue, 120)
+
+    def on_reject(self, channel: int, delivery_tag: int, requeue: bool) -> None:
+        self._nack(channel, delivery_tag, False, requeue, 90)
+
+    def _nack(self, channel: int, delivery_tag: int, multiple: bool, requeue: bool, method_id: int) -> None:
         session = self.sessions[channel]
         if session.transactional:
-            session.tx_acks.append(("reject", (delivery_tag, multiple, requeue)))
+            for tag in self._tx_claim(session, delivery_tag, multiple, method_id):
+                session.tx_acks.append(("reject", (tag, False, requeue)))
             return
         session.reject(delivery_tag, multiple, requeue)
 
-    def on_reject(self, channel: int, delivery_tag: int, requeue: bool) -> None:
-        self.on_nack(channel, delivery_tag, False, requeue)
+    def _tx_claim(self, session: ChannelSession, tag: int, multiple: bool, method_id: int) -> list[int]:
+        """The deliveries an ack/nack/reject inside a transaction settles at the commit.
+
+        As in RabbitMQ, they are taken at once: an unknown or already taken
+        tag is a 406 now, not at the commit, and `multiple` covers what is
+        outstanding now, not what arrives before the commit.
+        """
+        claimed = self._tx_claimed.setdefault(session.number, set())
+        if (tag != 0 or not multiple) and (tag not in session.unacked or tag in claimed):
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}", 60, method_id)
+        if multiple:
+            tags = [t for t in session.unacked if (tag == 0 or t <= tag) and t not in claimed]
+        else:
+            tags = [tag]
+        claimed.update(tags)
+        return tags
 
     # ---------------------------------------------------------------- methods
     def on_method(self, channel: int, method: Any) -> None:
@@ -221,7 +268,8 @@ class BrokerConnection(ConnectionHandler):
 
     # queues
     def _Queue_Declare(self, session: ChannelSession, m: Any) -> None:
-        name = m.queue or _server_name("amq.gen-")
+        # A passive declare names no queue of its own: '' is looked up as ''.
+        name = m.queue or ("" if m.passive else _server_name("amq.gen-"))
         queue = self.broker.declare_queue(
             self.vhost, name, owner=self, passive=m.passive, durable=m.durable,
             exclusive=m.exclusive, auto_delete=m.auto_delete, arguments=m.arguments or {},
@@ -236,13 +284,15 @@ class BrokerConnection(ConnectionHandler):
             )
 
     def _Queue_Bind(self, session: ChannelSession, m: Any) -> None:
-        self.broker.bind(self.vhost, m.exchange, self._queue_name(session, m.queue), m.routing_key,
+        name = self._queue_name(session, m.queue)
+        self.broker.bind(self.vhost, m.exchange, name, _binding_key_for(m.queue, m.routing_key, name),
                          m.arguments or {}, to_exchange=False, owner=self)  # fmt: skip
         if not m.nowait:
             self.conn.send_method(session.number, commands.Queue.BindOk())
 
     def _Queue_Unbind(self, session: ChannelSession, m: Any) -> None:
-        self.broker.unbind(self.vhost, m.exchange, self._queue_name(session, m.queue), m.routing_key,
+        name = self._queue_name(session, m.queue)
+        self.broker.unbind(self.vhost, m.exchange, name, _binding_key_for(m.queue, m.routing_key, name),
                            m.arguments or {}, to_exchange=False, owner=self)  # fmt: skip
         self.conn.send_method(session.number, commands.Queue.UnbindOk())
 
@@ -265,7 +315,7 @@ class BrokerConnection(ConnectionHandler):
                 )
             if m.if_empty and queue.message_count:
                 raise ChannelError(
-                    PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.vhost.name}' is not empty"
+                    PRECONDITION_FAILED, f"queue '{name}' in vhost '{self.vhost.name}' not empty"
                 )
             count = queue.message_count
             self.broker.delete_queue(queue)
@@ -403,8 +453,9 @@ class BrokerConnection(ConnectionHandler):
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", 90, 20)
         publishes, acks = session.tx_publishes, session.tx_acks
         session.tx_publishes, session.tx_acks = [], []
-        for exchange, rk, mandatory, props, body in publishes:
-            self.publish(session, exchange, rk, mandatory, props, body)
+        self._tx_claimed.pop(session.number, None)
+        for exchange, rk, mandatory, props, body, queues in publishes:
+            self.publish(session, exchange, rk, mandatory, props, body, queues)
         for kind, args in acks:
             if kind == "ack":
                 session.ack(*args)
@@ -417,6 +468,7 @@ class BrokerConnection(ConnectionHandler):
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional", 90, 30)
         session.tx_publishes.clear()
         session.tx_acks.clear()
+        self._tx_claimed.pop(session.number, None)
         self.conn.send_method(session.number, commands.Tx.RollbackOk())
 
     # --------------------------------------------------------- used by broker
@@ -430,6 +482,11 @@ class BrokerConnection(ConnectionHandler):
                         self.conn.send_method(
                             session.number, commands.Basic.Cancel(consumer.tag, nowait=True)
                         )
+
+
+def _binding_key_for(queue_field: str, routing_key: str, queue_name: str) -> str:
+    """RabbitMQ: with both the queue and the routing key empty, the key is the last queue's name."""
+    return queue_name if queue_field == "" and routing_key == "" else routing_key
 
 
 def _headers_of(properties: bytes) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from warrenmq.amqp.constants import (
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
 )
-from warrenmq.exchanges import BindingRejected, make_exchange_type
+from warrenmq.exchanges import BindingRejected, UnknownExchangeType, make_exchange_type
 from warrenmq.logstore import LogConfig, LogManager
 
 from .config import BrokerConfig
@@ -52,7 +52,8 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-single-active-consumer": (bool,),
     "x-delivery-limit": (int,),
 }
-_AMQP_TYPE_NAMES = {str: "longstr", int: "long", bool: "bool", float: "double", bytes: "binary"}
+_OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+_MAX_EXPIRY = 315_360_000_000  # rabbit_misc:check_expiry: ten years, in milliseconds
 
 
 def _now_ms() -> int:
@@ -74,6 +75,7 @@ class Broker:
         self._dirty_sessions: dict[ChannelSession, None] = {}
         self._flush_scheduled = False
         self._in_flush = False
+        self._stopped = False  # the logs are closed: nothing may be written any more
         self._loop: asyncio.AbstractEventLoop | None = None
         self._upkeep: asyncio.Task | None = None
         self.now_ms = _now_ms
@@ -173,8 +175,10 @@ class Broker:
 
     # ============================================================ exchanges
     def _create_exchange(self, vhost: VirtualHost, name: str, type_name: str, durable: bool,
-                         auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> Exchange:  # fmt: skip
-        router = make_exchange_type(type_name, arguments)
+                         auto_delete: bool, internal: bool, arguments: dict[str, Any],
+                         router: Any = None) -> Exchange:  # fmt: skip
+        if router is None:
+            router = make_exchange_type(type_name, arguments)
         if not hasattr(router, "route"):
             raise ChannelError(router.reply_code, router.reply_text, 40, 10)
         exchange = Exchange(vhost.name, name, type_name, durable, auto_delete, internal,
@@ -185,20 +189,18 @@ class Broker:
     def declare_exchange(self, vhost: VirtualHost, name: str, type_name: str, *, passive: bool,
                          durable: bool, auto_delete: bool, internal: bool,
                          arguments: dict[str, Any]) -> Exchange:  # fmt: skip
-        existing = vhost.exchanges.get(name)
+        """Exchange.Declare, checked in RabbitMQ 4.x's order (rabbit_channel)."""
         if passive:
+            _check_not_default_exchange(name, 40, 10)
+            existing = vhost.exchanges.get(name)
             if existing is None:
                 raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'", 40, 10)
             return existing
-        if name == "" or name.startswith("amq."):
-            if existing is not None and name and existing.type == type_name:
-                return existing  # RabbitMQ accepts an equivalent redeclare of amq.*
-            raise ChannelError(
-                ACCESS_REFUSED,
-                f"exchange name '{name}' contains reserved prefix 'amq.*'",
-                40,
-                10,
-            )
+        router = make_exchange_type(type_name, arguments)
+        if isinstance(router, UnknownExchangeType):  # the type is checked first
+            raise ChannelError(router.reply_code, router.reply_text, 40, 10)
+        _check_not_default_exchange(name, 40, 10)
+        existing = vhost.exchanges.get(name)
         if existing is not None:
             for field, new, old in (
                 ("type", type_name, existing.type),
@@ -214,8 +216,25 @@ class Broker:
                         40,
                         10,
                     )
+            key = "alternate-exchange"  # the only argument RabbitMQ compares
+            _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
+                                   f"exchange '{name}' in vhost '{vhost.name}'", (40, 10))  # fmt: skip
             return existing
-        exchange = self._create_exchange(vhost, name, type_name, durable, auto_delete, internal, arguments)
+        if name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'", 40, 10
+            )
+        ae = arguments.get("alternate-exchange")
+        if ae is not None and not isinstance(ae, str):
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"invalid type '{_arg_type(ae)}' for arg 'alternate-exchange' in exchange '{name}' "
+                f"in vhost '{vhost.name}'",
+                40,
+                10,
+            )
+        exchange = self._create_exchange(vhost, name, type_name, durable, auto_delete, internal,
+                                         arguments, router)  # fmt: skip
         if durable:
             self.metadata.put("exchange", (vhost.name, name), {
                 "type": type_name, "auto_delete": auto_delete, "internal": internal,
@@ -224,14 +243,19 @@ class Broker:
         return exchange
 
     def delete_exchange(self, vhost: VirtualHost, name: str, *, if_unused: bool) -> None:
-        exchange = vhost.exchanges.get(name)
-        if name == "" or name.startswith("amq."):
+        _check_not_default_exchange(name, 40, 20)
+        if name.startswith("amq."):
             raise ChannelError(
-                ACCESS_REFUSED, f"operation not permitted on exchange '{name or 'amq.default'}'", 40, 20
+                ACCESS_REFUSED,
+                f"deletion of system exchange '{name}' in vhost '{vhost.name}' not allowed",
+                40,
+                20,
             )
+        exchange = vhost.exchanges.get(name)
         if exchange is None:
             return  # RabbitMQ: deleting a missing exchange is not an error
-        if if_unused and (len(exchange.router) or exchange.sources):
+        # In use means bound as a source; being another exchange's destination does not count.
+        if if_unused and len(exchange.router):
             raise ChannelError(
                 PRECONDITION_FAILED, f"exchange '{name}' in vhost '{vhost.name}' in use", 40, 20
             )
@@ -259,6 +283,7 @@ class Broker:
     def declare_queue(self, vhost: VirtualHost, name: str, *, owner: BrokerConnection,
                       passive: bool, durable: bool, exclusive: bool, auto_delete: bool,
                       arguments: dict[str, Any], server_named: bool) -> Queue:  # fmt: skip
+        """Queue.Declare, checked in RabbitMQ 4.x's order (rabbit_channel, rabbit_amqqueue)."""
         existing = vhost.queues.get(name)
         if passive:
             if existing is None:
@@ -269,33 +294,29 @@ class Broker:
             raise ChannelError(
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'", 50, 10
             )
-        self._check_queue_arguments(vhost, name, arguments)
+        durable = durable and not exclusive  # RabbitMQ 4.x: an exclusive queue is never durable
         if existing is not None:
-            self.check_exclusive(existing, owner)
+            # Strict: the declaring connection must be the owner, or both must have none.
+            if existing.exclusive_owner is not (owner if exclusive else None):
+                self._locked(existing)
+            resource = f"queue '{name}' in vhost '{vhost.name}'"
             for field, new, old in (
                 ("durable", durable, existing.durable),
-                ("exclusive", exclusive, existing.exclusive_owner is not None),
                 ("auto_delete", auto_delete, existing.auto_delete),
             ):
                 if new != old:
                     raise ChannelError(
                         PRECONDITION_FAILED,
-                        f"inequivalent arg '{field}' for queue '{name}' in vhost '{vhost.name}': "
+                        f"inequivalent arg '{field}' for {resource}: "
                         f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
                         50,
                         10,
                     )
-            for key in set(arguments) | set(existing.arguments):
-                if key in QUEUE_ARGUMENT_TYPES and arguments.get(key) != existing.arguments.get(key):
-                    raise ChannelError(
-                        PRECONDITION_FAILED,
-                        f"inequivalent arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
-                        f"received {_fmt_arg(arguments.get(key))} but current is "
-                        f"{_fmt_arg(existing.arguments.get(key))}",
-                        50,
-                        10,
-                    )
+            for key in QUEUE_ARGUMENT_TYPES:
+                _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
+                                       resource, (50, 10))  # fmt: skip
             return existing
+        self._check_queue_arguments(vhost, name, arguments)
         topic_name = self._topic_name(vhost.name, name)
         if self.manager.topic(topic_name) is not None:
             self.manager.delete_topic(topic_name)
@@ -308,42 +329,64 @@ class Broker:
         vhost.queues[name] = queue
         if exclusive:
             owner.exclusive_queues.append(queue)
-        if durable and not exclusive:
+        if durable:
             self.metadata.put("queue", (vhost.name, name), {
                 "auto_delete": auto_delete, "arguments": encode_arguments(arguments),
             })  # fmt: skip
         return queue
 
     def _check_queue_arguments(self, vhost: VirtualHost, name: str, arguments: dict[str, Any]) -> None:
+        """The declare-time checks of rabbit_channel and rabbit_amqqueue, with their texts."""
+        dlx = arguments.get("x-dead-letter-exchange")
+        if dlx is not None and not isinstance(dlx, str):
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"invalid type '{_arg_type(dlx)}' for arg 'x-dead-letter-exchange' in queue "
+                f"'{name}' in vhost '{vhost.name}'",
+                50,
+                10,
+            )
         for key, value in arguments.items():
             types = QUEUE_ARGUMENT_TYPES.get(key)
             if types is None:
                 continue
-            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            error = None
+            if types == (int,):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    error = f'"expected integer, got {_arg_type(value)}"'
+                elif key == "x-expires" and value == 0:
+                    error = "{value_zero,0}"
+                elif value < 0:
+                    error = f"{{value_negative,{value}}}"
+                elif key in ("x-message-ttl", "x-expires") and value > _MAX_EXPIRY:
+                    error = f"{{value_too_large,{value}}}"
+                elif key == "x-max-priority" and value > 255:
+                    error = f"{{max_value_exceeded,{value}}}"
+            elif not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+                error = f"{{unacceptable_type,{_arg_type(value)}}}"
+            elif key == "x-overflow" and value not in _OVERFLOW_MODES:
+                error = "invalid_overflow"
+            elif key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
+                error = "routing_key_but_no_dlx_defined"
+            if error is not None:
                 raise ChannelError(
                     PRECONDITION_FAILED,
-                    f"invalid arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
-                    f"{{unacceptable_type,{_AMQP_TYPE_NAMES.get(type(value), type(value).__name__)}}}",
-                    50,
-                    10,
-                )
-            if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                raise ChannelError(
-                    PRECONDITION_FAILED,
-                    f"invalid arg '{key}' for queue '{name}' in vhost '{vhost.name}': "
-                    f"{{value_negative,{value}}}",
+                    f"invalid arg '{key}' for queue '{name}' in vhost '{vhost.name}': {error}",
                     50,
                     10,
                 )
 
+    def _locked(self, queue: Queue) -> None:
+        raise ChannelError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+            f"'{queue.vhost}'. It could be originally declared on another connection or the "
+            "exclusive property value does not match that of the original declaration.",
+        )
+
     def check_exclusive(self, queue: Queue, owner: BrokerConnection) -> None:
         if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
-            raise ChannelError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-                f"'{queue.vhost}'. It could be originally declared on another connection or the "
-                "exclusive property value does not match that of the original declaration.",
-            )
+            self._locked(queue)
 
     def find_queue(self, vhost: VirtualHost, name: str, owner: BrokerConnection) -> Queue:
         queue = vhost.queues.get(name)
@@ -362,9 +405,11 @@ class Broker:
             conn.cancel_consumers_of(queue)
         queue.consumers.clear()
         for exchange in list(vhost.exchanges.values()):
-            for binding in exchange.router.unbind_destination(queue):
+            removed = exchange.router.unbind_destination(queue)
+            for binding in removed:
                 self._forget_binding(vhost, exchange, queue, binding.binding_key, binding.arguments)
-            self._maybe_auto_delete(vhost, exchange)
+            if removed:  # only an exchange that just lost a binding may auto-delete
+                self._maybe_auto_delete(vhost, exchange)
         if queue.exclusive_owner is not None and queue in queue.exclusive_owner.exclusive_queues:
             queue.exclusive_owner.exclusive_queues.remove(queue)
         if queue.durable:
@@ -386,17 +431,16 @@ class Broker:
     def _bind(self, vhost: VirtualHost, source: str, destination: str, key: str,
               arguments: dict[str, Any], to_exchange: bool) -> None:  # fmt: skip
         method = (40, 30) if to_exchange else (50, 20)
-        if source == "":
-            raise ChannelError(
-                ACCESS_REFUSED, "operation not permitted on the default exchange", *method
-            )
+        if to_exchange:
+            _check_not_default_exchange(destination, *method)
+        _check_not_default_exchange(source, *method)
+        exchange = vhost.exchanges.get(source)
+        if exchange is None:  # RabbitMQ names a missing source before a missing destination
+            raise ChannelError(NOT_FOUND, f"no exchange '{source}' in vhost '{vhost.name}'", *method)
         dest = vhost.exchanges.get(destination) if to_exchange else vhost.queues.get(destination)
         if dest is None:
             kind = "exchange" if to_exchange else "queue"
             raise ChannelError(NOT_FOUND, f"no {kind} '{destination}' in vhost '{vhost.name}'", *method)
-        exchange = vhost.exchanges.get(source)
-        if exchange is None:
-            raise ChannelError(NOT_FOUND, f"no exchange '{source}' in vhost '{vhost.name}'", *method)
         try:
             added = exchange.router.bind(dest, key, arguments)
         except BindingRejected as exc:
@@ -410,10 +454,9 @@ class Broker:
                arguments: dict[str, Any], *, to_exchange: bool,
                owner: BrokerConnection | None = None) -> None:  # fmt: skip
         method = (40, 40) if to_exchange else (50, 50)
-        if source == "":
-            raise ChannelError(
-                ACCESS_REFUSED, "operation not permitted on the default exchange", *method
-            )
+        if to_exchange:
+            _check_not_default_exchange(destination, *method)
+        _check_not_default_exchange(source, *method)
         dest = vhost.exchanges.get(destination) if to_exchange else vhost.queues.get(destination)
         exchange = vhost.exchanges.get(source)
         if dest is None or exchange is None:
@@ -446,9 +489,15 @@ class Broker:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
+    def flush_if_dirty(self) -> None:
+        if (self._dirty_queues or self._dirty_sessions) and not self._in_flush:
+            self.flush()
+
     def flush(self) -> None:
         """End of turn: append each queue's batch, dispatch, confirm, persist queue states."""
         self._flush_scheduled = False
+        if self._stopped:
+            return
         self._in_flush = True
         try:
             touched: dict[Queue, None] = {}
@@ -507,6 +556,12 @@ class Broker:
             proto = conn.conn.transport_protocol
             if proto is not None and proto.transport is not None:
                 proto.transport.close()
+        # Closed transports report connection_lost on a later turn; the channels they
+        # close requeue their unacked deliveries. Write that, then nothing more.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        self.flush()
+        self._stopped = True
         if self.manager is not None:
             await self.manager.aclose()
         log.info("broker stopped cleanly")
@@ -521,16 +576,75 @@ def _binding_key(vhost: str, source: str, dest: Any, key: str, arguments: Any) -
     return (vhost, source, kind, dest.name, key, encode_arguments(dict(arguments)))
 
 
-def _fmt(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _check_not_default_exchange(name: str, class_id: int, method_id: int) -> None:
+    if name == "":
+        raise ChannelError(
+            ACCESS_REFUSED, "operation not permitted on the default exchange", class_id, method_id
+        )
 
 
-def _fmt_arg(value: Any) -> str:
+def _arg_type(value: Any) -> str:
+    """The field-table type RabbitMQ would name for value, as pika and py-amqp encode it.
+
+    The wire layer hands the broker decoded values, so an integer's exact
+    field type (pamqp-based clients pick the smallest) is not known here.
+    """
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, bytes | bytearray):
+        return "binary"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, list | tuple):
+        return "array"
+    if value is None:
+        return "void"
+    if isinstance(value, str):
+        return "longstr"
+    return type(value).__name__
+
+
+def _same_arg(new: Any, old: Any) -> bool:
+    """rabbit_misc:assert_args_equivalence: same type class (every integer type is one) and value."""
+    return type(new) is type(old) and new == old
+
+
+def _erl_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _check_arg_equivalence(key: str, new: Any, old: Any, resource: str,
+                           method: tuple[int, int]) -> None:  # fmt: skip
+    """406 when an argument RabbitMQ compares differs, with RabbitMQ's text."""
+    if new is None and old is None or new is not None and old is not None and _same_arg(new, old):
+        return
+    if new is not None and old is not None:
+        received, current = f"'{_erl_value(new)}'", f"'{_erl_value(old)}'"
+    else:
+        received, current = _fmt_typed(new), _fmt_typed(old)
+    raise ChannelError(
+        PRECONDITION_FAILED,
+        f"inequivalent arg '{key}' for {resource}: received {received} but current is {current}",
+        *method,
+    )
+
+
+def _fmt_typed(value: Any) -> str:
     if value is None:
         return "none"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return f"'{value}'"
+    return f"the value '{_erl_value(value)}' of type '{_arg_type(value)}'"
+
+
+def _fmt(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _is_loopback(host: str) -> bool:

@@ -53,6 +53,7 @@ class ChannelSession:
         self.unacked: dict[int, tuple[Queue, Message, Consumer | None]] = {}
         self._unacked_order: deque[int] = deque()
         self._next_tag = 0
+        self.consumer_unacked = 0
         self.prefetch_count = 0  # default for new consumers (global=False)
         self.global_prefetch = 0  # channel-wide limit (global=True)
         self.flow_active = True
@@ -75,13 +76,16 @@ class ChannelSession:
         return self._next_tag
 
     def can_send(self) -> bool:
-        if self.global_prefetch and len(self.unacked) >= self.global_prefetch:
+        # Global prefetch counts consumer deliveries only (basic.get ones are apart).
+        if self.global_prefetch and self.consumer_unacked >= self.global_prefetch:
             return False
         return self.owner.writable
 
     def track(self, tag: int, queue: Queue, msg: Message, consumer: Consumer | None) -> None:
         self.unacked[tag] = (queue, msg, consumer)
         self._unacked_order.append(tag)
+        if consumer is not None:
+            self.consumer_unacked += 1
 
     def _pop(self, tag: int, multiple: bool) -> list[tuple[Queue, Message, Consumer | None]]:
         """The deliveries an ack/nack/reject settles; 406 for an unknown tag."""
@@ -111,6 +115,7 @@ class ChannelSession:
             queue.settle(msg.offset)
             if consumer is not None:
                 consumer.unacked -= 1
+                self.consumer_unacked -= 1
             touched.add(queue)
         self._redispatch(touched)
 
@@ -119,6 +124,7 @@ class ChannelSession:
         for queue, msg, consumer in self._pop(tag, multiple):
             if consumer is not None:
                 consumer.unacked -= 1
+                self.consumer_unacked -= 1
             if requeue and not queue.deleted:
                 queue.requeue(msg)
             else:
@@ -135,6 +141,7 @@ class ChannelSession:
         for queue, msg, consumer in entries:
             if consumer is not None:
                 consumer.unacked -= 1
+                self.consumer_unacked -= 1
             queue.requeue(msg)
             touched.add(queue)
         self._redispatch(touched)
