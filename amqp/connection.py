@@ -487,17 +487,23 @@ class Connection:
         if not _check_properties(props):
             return False
         self._after_publish = after
+        self._on_publish(ch.number, publish, props, body)
+        return True
+
+    def _on_publish(
+        self, ch_no: int, publish: tuple[str, str, bool, bool], props: bytes, body: bytes
+    ) -> None:
+        """Hand a whole, well-formed publish to the handler; answer what it raises."""
         exchange, routing_key, mandatory, immediate = publish
         try:
-            self.handler.on_publish(ch.number, exchange, routing_key, mandatory, immediate, props, body)
+            self.handler.on_publish(ch_no, exchange, routing_key, mandatory, immediate, props, body)
         except AMQPError as exc:
             if not exc.class_id:
                 exc.class_id, exc.method_id = 60, 40
-            self._fail(exc, ch.number)
+            self._fail(exc, ch_no)
         except Exception:
-            log.exception("internal error handling basic.publish on channel %d", ch.number)
+            log.exception("internal error handling basic.publish on channel %d", ch_no)
             self._internal_error()
-        return True
 
     def _ack(self, ch: Channel, method_index: int, buf: bytes, start: int, end: int) -> None:
         """Basic.Ack / Nack / Reject on an open channel, parsed in place."""
@@ -867,7 +873,8 @@ class Connection:
     def _content_complete(self, ch: Channel, props: bytes, body: bytes) -> None:
         """A method with its whole content: a good publish goes to the handler."""
         method_index = ch.method_index
-        exchange, rk, mandatory, immediate = publish = ch.publish
+        publish = ch.publish
+        immediate = publish[3]
         too_large = ch.too_large
         ch.reset_content()
         if (
@@ -878,15 +885,7 @@ class Connection:
             and not too_large
             and _check_properties(props)
         ):
-            try:
-                self.handler.on_publish(ch.number, exchange, rk, mandatory, immediate, props, body)
-            except AMQPError as exc:
-                if not exc.class_id:
-                    exc.class_id, exc.method_id = 60, 40
-                self._fail(exc, ch.number)
-            except Exception:
-                log.exception("internal error handling basic.publish on channel %d", ch.number)
-                self._internal_error()
+            self._on_publish(ch.number, publish, props, body)
         elif not ch.closing:
             self._refuse_content(ch, method_index, publish, too_large)
 

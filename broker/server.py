@@ -202,20 +202,16 @@ class Broker:
         _check_not_default_exchange(name, 40, 10)
         existing = vhost.exchanges.get(name)
         if existing is not None:
-            for field, new, old in (
-                ("type", type_name, existing.type),
-                ("durable", durable, existing.durable),
-                ("auto_delete", auto_delete, existing.auto_delete),
-                ("internal", internal, existing.internal),
-            ):
-                if new != old:
-                    raise ChannelError(
-                        PRECONDITION_FAILED,
-                        f"inequivalent arg '{field}' for exchange '{name}' in vhost '{vhost.name}': "
-                        f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
-                        40,
-                        10,
-                    )
+            _check_settings_equivalence(
+                f"exchange '{name}' in vhost '{vhost.name}'",
+                (
+                    ("type", type_name, existing.type),
+                    ("durable", durable, existing.durable),
+                    ("auto_delete", auto_delete, existing.auto_delete),
+                    ("internal", internal, existing.internal),
+                ),
+                (40, 10),
+            )
             key = "alternate-exchange"  # the only argument RabbitMQ compares
             _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
                                    f"exchange '{name}' in vhost '{vhost.name}'", (40, 10))  # fmt: skip
@@ -300,18 +296,11 @@ class Broker:
             if existing.exclusive_owner is not (owner if exclusive else None):
                 self._locked(existing)
             resource = f"queue '{name}' in vhost '{vhost.name}'"
-            for field, new, old in (
-                ("durable", durable, existing.durable),
-                ("auto_delete", auto_delete, existing.auto_delete),
-            ):
-                if new != old:
-                    raise ChannelError(
-                        PRECONDITION_FAILED,
-                        f"inequivalent arg '{field}' for {resource}: "
-                        f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
-                        50,
-                        10,
-                    )
+            _check_settings_equivalence(
+                resource,
+                (("durable", durable, existing.durable), ("auto_delete", auto_delete, existing.auto_delete)),
+                (50, 10),
+            )
             for key in QUEUE_ARGUMENT_TYPES:
                 _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
                                        resource, (50, 10))  # fmt: skip
@@ -641,6 +630,20 @@ def _fmt_typed(value: Any) -> str:
     if value is None:
         return "none"
     return f"the value '{_erl_value(value)}' of type '{_arg_type(value)}'"
+
+
+def _check_settings_equivalence(
+    resource: str, settings: tuple[tuple[str, Any, Any], ...], method: tuple[int, int]
+) -> None:
+    """406 'inequivalent arg' when a redeclare asks for other settings than the entity has."""
+    for field, new, old in settings:
+        if new != old:
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"inequivalent arg '{field}' for {resource}: "
+                f"received '{_fmt(new)}' but current is '{_fmt(old)}'",
+                *method,
+            )
 
 
 def _fmt(value: Any) -> str:

@@ -29,6 +29,10 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
+def log_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.log"))
+
+
 def wait_for_count(port: int, expected: int, deadline: float) -> int:
     """Poll the queue's message count until it reaches expected (or time runs out)."""
     count = -1
@@ -63,6 +67,7 @@ def test_a_million_message_backlog(tmp_path: Path) -> None:
         assert count == MESSAGES
         rss = rss_mb(broker.pid)
         assert rss < 200, f"broker RSS {rss:.0f} MB with a 1M backlog"
+        assert log_bytes(tmp_path / "data" / "topics") > MESSAGES * len(BODY)  # it is all on disk
 
         broker.stop()
         clean = restart_time(broker)
@@ -78,6 +83,9 @@ def test_a_million_message_backlog(tmp_path: Path) -> None:
         drained = RawClient(broker.port)
         assert drained.declare(QUEUE, passive=True) == 0
         drained.close()
+        # Settled segments are deleted: what is left of the log is about one segment.
+        left = log_bytes(tmp_path / "data" / "topics")
+        assert left <= 70 * 1024 * 1024, f"{left / 2**20:.0f} MiB of segments left after draining"
         print(f"rss={rss:.0f}MB clean_restart={clean:.2f}s crash_restart={crashed:.2f}s")
     finally:
         broker.kill()
