@@ -26,7 +26,14 @@ from warrenmq.amqp.constants import (
 )
 
 from .consumer import Consumer
-from .message import FLAG_PERSISTENT, delivery_mode, record_headers
+from .message import (
+    FLAG_PERSISTENT,
+    Message,
+    delivery_mode,
+    expiration,
+    has_expiration,
+    record_headers,
+)
 from .session import ChannelSession
 
 if TYPE_CHECKING:
@@ -174,14 +181,22 @@ class BrokerConnection(ConnectionHandler):
             if session.confirming and session.note_publish((), False):
                 broker.session_dirty(session)
             return
+        if has_expiration(properties):
+            _check_expiration(properties)
         persistent = delivery_mode(properties) == 2
         flags = FLAG_PERSISTENT if persistent else 0
         exrk = encode_short(exchange_name) + encode_short(routing_key)
         headers = record_headers(flags, exrk, properties)
         now = broker.now_ms()
+        refused = False
         for queue in queues:
+            if queue.rejects_overflow and not queue.admits(len(body)):
+                refused = True  # x-overflow reject-publish(-dlx): the publisher gets a nack
+                if queue.overflow == "reject-publish-dlx":
+                    queue.dead_letter(Message(-1, flags, exrk, properties, body), "maxlen")
+                continue
             queue.enqueue(now, flags, exrk, properties, body, headers)
-        if session.confirming and session.note_publish(queues, persistent):
+        if session.confirming and session.note_publish(queues, persistent, refused):
             broker.session_dirty(session)
 
     # ---------------------------------------------------------------- acks
@@ -487,6 +502,13 @@ class BrokerConnection(ConnectionHandler):
 def _binding_key_for(queue_field: str, routing_key: str, queue_name: str) -> str:
     """RabbitMQ: with both the queue and the routing key empty, the key is the last queue's name."""
     return queue_name if queue_field == "" and routing_key == "" else routing_key
+
+
+def _check_expiration(properties: bytes) -> None:
+    """RabbitMQ refuses an expiration that is not a non-negative integer string."""
+    value = expiration(properties)
+    if value is None or not value.isdigit():
+        raise ChannelError(PRECONDITION_FAILED, f"invalid expiration '{value}' for message", 60, 40)
 
 
 def _headers_of(properties: bytes) -> dict[str, Any] | None:

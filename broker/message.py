@@ -20,6 +20,14 @@ import struct
 from typing import NamedTuple
 
 FLAG_PERSISTENT = 1
+# The x-death header in the properties was written by this broker (so it is
+# interpreted when the message is dead-lettered again; a publisher's is not).
+FLAG_DEATHS_OURS = 2
+# A dead-lettered copy routed with x-dead-letter-routing-key: its next death
+# records just that key (RabbitMQ 4.x), not the key plus CC.
+FLAG_EXPLICIT_KEY = 4
+NO_EXPIRY = 0
+TTL_ZERO = -1
 
 _U32 = struct.Struct(">I").unpack_from
 
@@ -31,13 +39,14 @@ _DELIVERY_MODE = 0x1000
 
 
 class Message(NamedTuple):
-    """A message in a queue: its offset and what a delivery needs."""
+    """A message in a queue: its offset, what a delivery needs, and when it expires."""
 
     offset: int
     flags: int
     exchange_rk: bytes
     properties: bytes
     body: bytes
+    expires: int = NO_EXPIRY  # ms since the epoch; TTL_ZERO: deliver now or expire
 
     @property
     def persistent(self) -> bool:
@@ -59,9 +68,21 @@ def split_record_headers(headers: bytes) -> tuple[int, bytes, bytes]:
     return headers[0], headers[1:rk_end], headers[rk_end:]
 
 
-def message_from_record(offset: int, headers: bytes, body: bytes | None) -> Message:
-    flags, exrk, props = split_record_headers(headers)
-    return Message(offset, flags, exrk, props, body or b"")
+def expires_at(timestamp: int, queue_ttl: int | None, properties: bytes) -> int:
+    """When a message published at timestamp expires: the lower of the queue's
+    x-message-ttl and its own expiration (NO_EXPIRY without either, TTL_ZERO for 0)."""
+    ttl = queue_ttl
+    own = expiration(properties)
+    if own is not None:
+        try:
+            value = int(own)
+        except ValueError:
+            value = None
+        if value is not None and value >= 0 and (ttl is None or value < ttl):
+            ttl = value
+    if ttl is None:
+        return NO_EXPIRY
+    return TTL_ZERO if ttl == 0 else timestamp + ttl
 
 
 def routing_key_of(exchange_rk: bytes) -> str:
@@ -73,6 +94,46 @@ def routing_key_of(exchange_rk: bytes) -> str:
 
 def exchange_of(exchange_rk: bytes) -> str:
     return exchange_rk[1 : 1 + exchange_rk[0]].decode("utf-8", "surrogateescape")
+
+
+_CORRELATION_ID = 0x0400
+_REPLY_TO = 0x0200
+_EXPIRATION = 0x0100
+_PRIORITY = 0x0800
+
+
+def expiration(properties: bytes) -> str | None:
+    """The expiration property (a string of milliseconds), None when absent."""
+    if len(properties) < 2:
+        return None
+    flags = properties[0] << 8 | properties[1]
+    if not flags & _EXPIRATION or flags & 1:
+        return None
+    pos = 2
+    try:
+        if flags & _CONTENT_TYPE:
+            pos += 1 + properties[pos]
+        if flags & _CONTENT_ENCODING:
+            pos += 1 + properties[pos]
+        if flags & _HEADERS:
+            pos += 4 + _U32(properties, pos)[0]
+        if flags & _DELIVERY_MODE:
+            pos += 1
+        if flags & _PRIORITY:
+            pos += 1
+        if flags & _CORRELATION_ID:
+            pos += 1 + properties[pos]
+        if flags & _REPLY_TO:
+            pos += 1 + properties[pos]
+        n = properties[pos]
+        return properties[pos + 1 : pos + 1 + n].decode("utf-8", "replace")
+    except (IndexError, struct.error):
+        return None
+
+
+def has_expiration(properties: bytes) -> bool:
+    """Whether the expiration property is present (a flags check, no parsing)."""
+    return len(properties) >= 2 and bool((properties[0] << 8 | properties[1]) & _EXPIRATION)
 
 
 def delivery_mode(properties: bytes) -> int:

@@ -35,7 +35,15 @@ from sortedcontainers import SortedList
 
 from warrenmq.logstore import PartitionLog
 
-from .message import FLAG_PERSISTENT, Message, split_record_headers
+from .message import (
+    FLAG_PERSISTENT,
+    NO_EXPIRY,
+    TTL_ZERO,
+    Message,
+    expires_at,
+    has_expiration,
+    split_record_headers,
+)
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -47,15 +55,32 @@ _new_message = tuple.__new__
 _STATE_HEAD = struct.Struct(">QQ")  # format version, cursor
 
 
-def encode_state(cursor: int, outstanding: set[int] | list[int]) -> bytes:
-    return _STATE_HEAD.pack(1, cursor) + array("q", sorted(outstanding)).tobytes()
+def _int_arg(arguments: dict[str, Any], key: str) -> int | None:
+    value = arguments.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def decode_state(value: bytes) -> tuple[int, list[int]]:
-    _version, cursor = _STATE_HEAD.unpack_from(value)
+def encode_state(cursor: int, outstanding: set[int] | list[int], skipped: set[int] | list[int] = ()) -> bytes:
+    """Version 2: cursor, count of outstanding offsets, the outstanding offsets, then the skipped ones."""
+    out = array("q", sorted(outstanding))
+    out.extend(sorted(skipped))
+    return _STATE_HEAD.pack(2, cursor) + struct.pack(">Q", len(outstanding)) + out.tobytes()
+
+
+def decode_state(value: bytes) -> tuple[int, list[int], list[int]]:
+    """(cursor, outstanding, skipped); version 1 had no skipped offsets."""
+    version, cursor = _STATE_HEAD.unpack_from(value)
+    pos = _STATE_HEAD.size
+    count = None
+    if version >= 2:
+        count = struct.unpack_from(">Q", value, pos)[0]
+        pos += 8
     rest = array("q")
-    rest.frombytes(value[_STATE_HEAD.size :])
-    return cursor, list(rest)
+    rest.frombytes(value[pos:])
+    offsets = list(rest)
+    if count is None:
+        return cursor, offsets, []
+    return cursor, offsets[:count], offsets[count:]
 
 
 class Queue:
@@ -94,9 +119,25 @@ class Queue:
         self._requeued_msgs: dict[int, Message] = {}
         self.outstanding: set[int] = set()
         self.ready = 0
+        self.ready_bytes = 0
+        # Offsets at or above the cursor settled early (expired, dropped).
+        self.skipped: set[int] = set()
+        # Message TTL: an index by expiry time over ready messages.
+        self.ttl: int | None = _int_arg(arguments, "x-message-ttl")
+        self._expiry: SortedList = SortedList()
+        self._ttl_zero: list[int] = []
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer_at = 0
+        # Length limits.
+        self.max_length: int | None = _int_arg(arguments, "x-max-length")
+        self.max_length_bytes: int | None = _int_arg(arguments, "x-max-length-bytes")
+        overflow = arguments.get("x-overflow")
+        self.overflow = overflow if isinstance(overflow, str) else "drop-head"
+        # Set by the broker: dead-letters a message that leaves this queue unconsumed.
+        self.on_dead_letter: Callable[[Queue, Message, str], None] | None = None
         # This turn's appends, and what is kept in memory for delivery.
         self._pending: list[tuple[int, None, bytes, bytes]] = []
-        self._pending_msgs: list[tuple[int, bytes, bytes, bytes]] = []
+        self._pending_msgs: list[tuple[int, bytes, bytes, bytes, int]] = []
         self._tail: dict[int, Message] = {}
         self._tail_bytes = 0
         self._readahead: dict[int, Message] = {}
@@ -112,31 +153,46 @@ class Queue:
     # ---------------------------------------------------------------- restore
     def _restore(self, state: bytes | None) -> None:
         if state is not None:
-            cursor, outstanding = decode_state(state)
+            cursor, outstanding, skipped = decode_state(state)
         else:
-            cursor, outstanding = self.log.log_start_offset, []
+            cursor, outstanding, skipped = self.log.log_start_offset, [], []
         start = self.log.log_start_offset
         self.cursor = max(cursor, start)
+        self.skipped = {o for o in skipped if o >= self.cursor}
         for offset in outstanding:
-            if offset >= start and self._load(offset) is not None:
-                self.requeued.add(offset)
-                self.outstanding.add(offset)
-        self.ready = len(self.requeued) + self._count_persistent(self.cursor, self.log.log_end_offset)
+            if offset >= start:
+                msg = self._load(offset)
+                if msg is not None:
+                    self.requeued.add(offset)
+                    self.outstanding.add(offset)
+                    self._requeued_msgs[offset] = msg
+                    self.ready += 1
+                    self.ready_bytes += len(msg.body)
+                    self._track_expiry(msg)
+        self._scan_backlog(self.cursor, self.log.log_end_offset)
         self._readahead.clear()
 
-    def _count_persistent(self, start: int, end: int) -> int:
-        """Messages in [start, end) that survived the restart (persistent ones)."""
-        count = 0
+    def _scan_backlog(self, start: int, end: int) -> None:
+        """Count what survived the restart in [start, end) and index when each expires."""
         offset = start
+        skipped = self.skipped
+        ttl = self.ttl
         while offset < end:
             records = self.log.read(offset, max_records=4096, max_bytes=8 << 20)
             if not records:
                 break
             for rec in records:
-                if rec.headers[0] & FLAG_PERSISTENT:
-                    count += 1
+                headers = rec.headers
+                if not headers[0] & FLAG_PERSISTENT or rec.offset in skipped:
+                    continue
+                self.ready += 1
+                self.ready_bytes += len(rec.value or b"")
+                if ttl is not None or has_expiration(headers):
+                    _flags, _exrk, props = split_record_headers(headers)
+                    expires = expires_at(rec.timestamp, ttl, props)
+                    if expires > 0:
+                        self._expiry.add((expires, rec.offset))
             offset = records[-1].offset + 1
-        return count
 
     # ----------------------------------------------------------------- append
     def enqueue(self, timestamp: int, flags: int, exchange_rk: bytes, properties: bytes,
@@ -144,8 +200,27 @@ class Queue:
         """Add a message to this turn's batch (written by flush_appends)."""
         if not self._pending:
             self._on_dirty(self)
+        expires = NO_EXPIRY
+        if self.ttl is not None or has_expiration(properties):
+            expires = expires_at(timestamp, self.ttl, properties)
         self._pending.append((timestamp, None, body, headers))
-        self._pending_msgs.append((flags, exchange_rk, properties, body))
+        self._pending_msgs.append((flags, exchange_rk, properties, body, expires))
+
+    def admits(self, size: int) -> bool:
+        """Whether a publish of size bytes fits under x-max-length(-bytes) (reject-publish modes)."""
+        pending = len(self._pending)
+        if self.max_length is not None and self.ready + pending >= self.max_length:
+            return False
+        if self.max_length_bytes is not None:
+            pending_bytes = sum(len(m[3]) for m in self._pending_msgs)
+            if self.ready_bytes + pending_bytes + size > self.max_length_bytes:
+                return False
+        return True
+
+    @property
+    def rejects_overflow(self) -> bool:
+        limited = self.max_length is not None or self.max_length_bytes is not None
+        return limited and self.overflow in ("reject-publish", "reject-publish-dlx")
 
     def flush_appends(self) -> int:
         """Write this turn's batch, make it deliverable, dispatch; returns messages written."""
@@ -161,33 +236,62 @@ class Queue:
         self.last_appended = base + n - 1
         self.ready += n
         self.counters["published"] += n
-        if self._tail_bytes < TAIL_BUDGET_BYTES:
-            tail = self._tail
-            added = 0
-            for i, (flags, exrk, props, body) in enumerate(metas):
-                tail[base + i] = _new_message(Message, (base + i, flags, exrk, props, body))
-                added += len(body)
+        keep = self._tail_bytes < TAIL_BUDGET_BYTES
+        tail = self._tail
+        added = 0
+        for i, (flags, exrk, props, body, expires) in enumerate(metas):
+            added += len(body)
+            if keep or expires:
+                msg = _new_message(Message, (base + i, flags, exrk, props, body, expires))
+                if keep:
+                    tail[base + i] = msg
+                if expires:
+                    self._track_expiry(msg)
+        self.ready_bytes += added
+        if keep:
             self._tail_bytes += added
         if self.consumers:
             self.dispatch()
+        if self._ttl_zero:
+            self._expire_ttl_zero()
+        self._enforce_limits()
         return n
 
     # --------------------------------------------------------------- delivery
     def take(self) -> tuple[Message, bool] | None:
-        """The next message to deliver (requeued ones first) and its redelivered flag."""
+        """The next message to deliver (requeued ones first) and its redelivered flag.
+
+        A message found expired on the way is dead-lettered, not delivered.
+        """
+        while True:
+            item = self._take_next()
+            if item is None:
+                return None
+            msg = item[0]
+            if msg.expires > 0:
+                self._expiry.discard((msg.expires, msg.offset))
+                if msg.expires <= self.now_ms():
+                    self._expired(msg, was_requeued=item[1])
+                    continue
+            return item
+
+    def _take_next(self) -> tuple[Message, bool] | None:
         if self.requeued:
             offset = self.requeued.pop(0)
             msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
             if msg is None:  # gone (cannot happen while outstanding), skip it
                 self.outstanding.discard(offset)
-                return self.take()
-            self.ready -= 1
-            self.state_dirty_mark()
+                return self._take_next()
+            self._took(msg)
             return msg, True
         end = self.log.log_end_offset
+        skipped = self.skipped
         while self.cursor < end:
             offset = self.cursor
             self.cursor = offset + 1
+            if skipped and offset in skipped:
+                skipped.discard(offset)
+                continue
             msg = self._tail.pop(offset, None)
             if msg is not None:
                 self._tail_bytes -= len(msg.body)
@@ -195,10 +299,14 @@ class Queue:
                 msg = self._load(offset)
                 if msg is None:
                     continue  # a transient message from before the restart
-            self.ready -= 1
-            self.state_dirty_mark()
+            self._took(msg)
             return msg, False
         return None
+
+    def _took(self, msg: Message) -> None:
+        self.ready -= 1
+        self.ready_bytes -= len(msg.body)
+        self.state_dirty_mark()
 
     def _load(self, offset: int) -> Message | None:
         """A message from the log (read ahead in batches), None if it did not survive."""
@@ -211,8 +319,11 @@ class Queue:
                 flags, exrk, props = split_record_headers(rec.headers)
                 if rec.offset < boundary and not flags & FLAG_PERSISTENT:
                     continue
+                expires = NO_EXPIRY
+                if self.ttl is not None or has_expiration(props):
+                    expires = expires_at(rec.timestamp, self.ttl, props)
                 ahead[rec.offset] = _new_message(
-                    Message, (rec.offset, flags, exrk, props, rec.value or b"")
+                    Message, (rec.offset, flags, exrk, props, rec.value or b"", expires)
                 )
             msg = ahead.pop(offset, None)
             self._readahead = ahead
@@ -287,7 +398,9 @@ class Queue:
         self.requeued.add(offset)
         self._requeued_msgs[offset] = msg
         self.ready += 1
+        self.ready_bytes += len(msg.body)
         self.counters["redelivered"] += 1
+        self._track_expiry(msg)
         self.state_dirty_mark()
 
     def state_dirty_mark(self) -> None:
@@ -296,7 +409,7 @@ class Queue:
             self._on_dirty(self)
 
     def state_bytes(self) -> bytes:
-        return encode_state(self.cursor, self.outstanding)
+        return encode_state(self.cursor, self.outstanding, self.skipped)
 
     @property
     def settled_below(self) -> int:
@@ -308,6 +421,94 @@ class Queue:
         segments = self.log.segments
         if len(segments) > 1 and segments[1].base_offset <= self.settled_below:
             self.log.delete_segments_below(self.settled_below)
+
+    # ------------------------------------------------------------- expiry
+    def _track_expiry(self, msg: Message) -> None:
+        if msg.expires == TTL_ZERO:
+            self._ttl_zero.append(msg.offset)
+        elif msg.expires > 0:
+            self._expiry.add((msg.expires, msg.offset))
+            if self._expiry_timer is None or msg.expires < self._expiry_timer_at:
+                self._arm_expiry_timer()
+
+    def _arm_expiry_timer(self) -> None:
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
+        if not self._expiry or self.deleted:
+            return
+        due = self._expiry[0][0]
+        loop = asyncio.get_running_loop()
+        self._expiry_timer_at = due
+        self._expiry_timer = loop.call_later(max(0.0, (due - self.now_ms()) / 1000), self.expire_due)
+
+    def expire_due(self) -> None:
+        """Dead-letter (or drop) every ready message whose time is up, wherever it is."""
+        self._expiry_timer = None
+        if self.deleted:
+            return
+        now = self.now_ms()
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _expires, offset = expiry.pop(0)
+            self._expire_offset(offset)
+        self._arm_expiry_timer()
+
+    def _expire_offset(self, offset: int) -> None:
+        """Expire one ready message by offset (requeued, or not yet delivered)."""
+        if offset in self.requeued:
+            self.requeued.remove(offset)
+            msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
+            self.outstanding.discard(offset)
+        elif offset >= self.cursor and offset not in self.skipped:
+            msg = self._tail.pop(offset, None)
+            if msg is not None:
+                self._tail_bytes -= len(msg.body)
+            else:
+                msg = self._load(offset)
+            self.skipped.add(offset)
+        else:
+            return  # delivered meanwhile: TTL no longer applies
+        if msg is None:
+            return
+        self.ready -= 1
+        self.ready_bytes -= len(msg.body)
+        self.state_dirty_mark()
+        self.dead_letter(msg, "expired")
+
+    def _expired(self, msg: Message, was_requeued: bool) -> None:
+        """A message taken for delivery turned out expired: settle it, dead-letter it."""
+        if was_requeued:
+            self.outstanding.discard(msg.offset)
+        self.dead_letter(msg, "expired")
+
+    def _expire_ttl_zero(self) -> None:
+        """TTL 0: what no consumer took in the turn it arrived expires now."""
+        offsets, self._ttl_zero = self._ttl_zero, []
+        for offset in offsets:
+            self._expire_offset(offset)
+
+    def dead_letter(self, msg: Message, reason: str) -> None:
+        """Hand a message that leaves unconsumed to the broker's dead-lettering."""
+        if self.on_dead_letter is not None and not self.deleted:
+            self.on_dead_letter(self, msg, reason)
+
+    def _enforce_limits(self) -> None:
+        """drop-head: the oldest ready messages go (dead-lettered, reason maxlen) until under the limits."""
+        if self.rejects_overflow:
+            return
+        while (self.max_length is not None and self.ready > self.max_length) or (
+            self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes
+        ):
+            item = self._take_next()
+            if item is None:
+                break
+            msg, was_requeued = item
+            if msg.expires > 0:
+                self._expiry.discard((msg.expires, msg.offset))
+            if was_requeued:
+                self.outstanding.discard(msg.offset)
+            self.dead_letter(msg, "maxlen")
 
     # ------------------------------------------------------------- queries
     @property
@@ -327,6 +528,10 @@ class Queue:
         self.requeued.clear()
         self._requeued_msgs.clear()
         self.cursor = self.log.log_end_offset
+        self.skipped.clear()
+        self._expiry.clear()
+        self._ttl_zero.clear()
+        self.ready_bytes = 0
         self._tail.clear()
         self._tail_bytes = 0
         self._readahead.clear()

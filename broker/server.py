@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from warrenmq.amqp import ChannelError, ConnectionError, start_server
+from warrenmq.amqp.codec import encode_short
 from warrenmq.amqp.constants import (
     ACCESS_REFUSED,
     CONNECTION_FORCED,
@@ -28,7 +29,21 @@ from warrenmq.exchanges import BindingRejected, UnknownExchangeType, make_exchan
 from warrenmq.logstore import LogConfig, LogManager
 
 from .config import BrokerConfig
-from .handler import BrokerConnection
+from .deadletter import (
+    dead_letter_properties,
+    dead_letter_routing_keys,
+    death_routing_keys,
+    is_automatic_cycle,
+)
+from .handler import BrokerConnection, _headers_of, _property
+from .message import (
+    FLAG_DEATHS_OURS,
+    FLAG_EXPLICIT_KEY,
+    Message,
+    exchange_of,
+    record_headers,
+    routing_key_of,
+)
 from .metadata import MetadataStore, decode_arguments, encode_arguments
 from .queue import Queue
 from .vhost import DEFAULT_EXCHANGES, Exchange, VirtualHost
@@ -136,6 +151,7 @@ class Broker:
                 auto_delete=value["auto_delete"], arguments=decode_arguments(value["arguments"]),
                 on_dirty=self._queue_dirty, state=self.states.get(_state_key(vhost, name)),
             )  # fmt: skip
+            queue.on_dead_letter = self.dead_letter
             self.vhosts[vhost].queues[name] = queue
         for topic in list(self.manager.topics()):
             if topic.name not in kept_topics:  # a transient queue's log from the last run
@@ -315,6 +331,7 @@ class Broker:
             vhost.name, name, part, durable=durable, exclusive_owner=owner if exclusive else None,
             auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
         )  # fmt: skip
+        queue.on_dead_letter = self.dead_letter
         vhost.queues[name] = queue
         if exclusive:
             owner.exclusive_queues.append(queue)
@@ -464,6 +481,54 @@ class Broker:
                         arguments: Any) -> None:  # fmt: skip
         if exchange.durable and dest.durable:
             self.metadata.delete("binding", _binding_key(vhost.name, exchange.name, dest, key, arguments))
+
+    # ========================================================= dead letters
+    def dead_letter(self, queue: Queue, msg: Message, reason: str) -> None:
+        """Republish a message that left queue unconsumed to its dead-letter exchange.
+
+        The copy is enqueued (and so appended at this turn's flush) before the
+        source's settled state is written in the same flush: a crash in
+        between duplicates rather than loses. Without a dead-letter exchange,
+        or when it is gone, the message is dropped, as RabbitMQ does.
+        """
+        dlx = queue.arguments.get("x-dead-letter-exchange")
+        if not isinstance(dlx, str):
+            return
+        vhost = self.vhosts.get(queue.vhost)
+        exchange = vhost.exchanges.get(dlx) if vhost is not None else None
+        if exchange is None:
+            log.debug("dead-letter exchange '%s' of queue '%s' is missing: dropped", dlx, queue.name)
+            return
+        original_rk = routing_key_of(msg.exchange_rk)
+        explicit = bool(msg.flags & FLAG_EXPLICIT_KEY)
+        properties = dead_letter_properties(
+            msg.properties, ours=bool(msg.flags & FLAG_DEATHS_OURS), queue=queue.name,
+            reason=reason, exchange=exchange_of(msg.exchange_rk),
+            routing_keys=death_routing_keys(original_rk, msg.properties, explicit_key=explicit),
+            now_s=self.now_ms() // 1000,
+        )  # fmt: skip
+        dlrk = queue.arguments.get("x-dead-letter-routing-key")
+        dlrk = dlrk if isinstance(dlrk, str) else None
+        keys = dead_letter_routing_keys(original_rk, msg.properties, dlrk, explicit_key=explicit)
+        targets: dict[Queue, None] = {}
+        for key in keys:
+            for target in vhost.route(
+                exchange, key, lambda: _headers_of(properties), lambda n: _property(properties, n)
+            ):
+                targets[target] = None
+        if not targets:
+            return
+        flags = msg.flags | FLAG_DEATHS_OURS
+        flags = flags | FLAG_EXPLICIT_KEY if dlrk is not None else flags & ~FLAG_EXPLICIT_KEY
+        exrk = encode_short(dlx) + encode_short(dlrk if dlrk is not None else original_rk)
+        headers = record_headers(flags, exrk, properties)
+        now = self.now_ms()
+        for target in targets:
+            if is_automatic_cycle(properties, target.name):
+                log.debug("dropping a dead-letter cycle through queue '%s'", target.name)
+                continue
+            target.enqueue(now, flags, exrk, properties, msg.body, headers)
+        self.counters[f"dead_lettered_{reason}"] = self.counters.get(f"dead_lettered_{reason}", 0) + 1
 
     # ================================================================ turns
     def _queue_dirty(self, queue: Queue) -> None:

@@ -34,12 +34,14 @@ UNCONFIRMED_LOW = 10_000
 class ConfirmGroup:
     """The publishes of one channel in one turn, confirmed together."""
 
-    __slots__ = ("last_seq", "waiting", "queues")
+    __slots__ = ("first_seq", "last_seq", "waiting", "queues", "nacks")
 
-    def __init__(self) -> None:
-        self.last_seq = 0
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+        self.last_seq = first_seq
         self.waiting = 0
         self.queues: set[Queue] = set()
+        self.nacks: set[int] = set()  # publishes refused (reject-publish): nacked alone
 
 
 class ChannelSession:
@@ -129,6 +131,7 @@ class ChannelSession:
                 queue.requeue(msg)
             else:
                 queue.settle(msg.offset)
+                queue.dead_letter(msg, "rejected")
             touched.add(queue)
         self._redispatch(touched)
 
@@ -156,14 +159,17 @@ class ChannelSession:
                     consumer.queue.dispatch()
 
     # --------------------------------------------------------------- confirms
-    def note_publish(self, queues: tuple[Queue, ...], needs_durability: bool) -> bool:
+    def note_publish(self, queues: tuple[Queue, ...], needs_durability: bool,
+                     refused: bool = False) -> bool:  # fmt: skip
         """Count a publish under confirms; True when the group became dirty this turn."""
         self.publish_seq += 1
         group = self._group
         new = group is None
         if new:
-            group = self._group = ConfirmGroup()
+            group = self._group = ConfirmGroup(self.publish_seq)
         group.last_seq = self.publish_seq
+        if refused:
+            group.nacks.add(self.publish_seq)
         if needs_durability:
             group.queues.update(q for q in queues if q.durable)
         return new
@@ -204,7 +210,13 @@ class ChannelSession:
         last_ack = 0
         while groups and groups[0].waiting <= 0:
             group = groups.popleft()
-            if group.waiting < 0:
+            if group.nacks and group.waiting == 0:
+                if last_ack:
+                    self.conn.send_confirm(self.number, last_ack, True)
+                    last_ack = 0
+                for seq in range(group.first_seq, group.last_seq + 1):
+                    self.conn.send_confirm(self.number, seq, False, ack=seq not in group.nacks)
+            elif group.waiting < 0:
                 if last_ack:
                     self.conn.send_confirm(self.number, last_ack, True)
                     last_ack = 0
