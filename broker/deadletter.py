@@ -153,6 +153,18 @@ def dead_letter_properties(
     return _join_properties(flags, parts)
 
 
+def set_long_header(properties: bytes, name: str, value: int) -> bytes:
+    """Raw properties with one header set to a long ('l'), everything else kept byte for byte.
+
+    Used for x-delivery-count on redeliveries from a queue with a delivery limit.
+    """
+    flags, parts = _split_properties(properties)
+    entries = list(_table_entries(parts.get(_HEADERS, b"\0\0\0\0")[4:]))
+    table = _rewrite_table(entries, {name.encode(): b"l" + struct.pack(">q", value)})
+    parts[_HEADERS] = _U32.pack(len(table)) + table
+    return _join_properties(flags | _HEADERS, parts)
+
+
 def death_history(properties: bytes, ours: bool) -> list[Death]:
     """The message's deaths, newest first; none when its `x-death` is a publisher's."""
     _flags, parts = _split_properties(properties)

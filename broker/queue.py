@@ -35,6 +35,7 @@ from sortedcontainers import SortedList
 
 from warrenmq.logstore import PartitionLog
 
+from .deadletter import set_long_header
 from .message import (
     FLAG_PERSISTENT,
     NO_EXPIRY,
@@ -60,27 +61,45 @@ def _int_arg(arguments: dict[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def encode_state(cursor: int, outstanding: set[int] | list[int], skipped: set[int] | list[int] = ()) -> bytes:
-    """Version 2: cursor, count of outstanding offsets, the outstanding offsets, then the skipped ones."""
+def encode_state(cursor: int, outstanding: set[int] | list[int], skipped: set[int] | list[int] = (),
+                 delivery_counts: dict[int, int] | None = None) -> bytes:  # fmt: skip
+    """Version 3: cursor; then the outstanding offsets, the skipped offsets and
+    (offset, delivery count) pairs, each list preceded by its length."""
+    counts = delivery_counts or {}
     out = array("q", sorted(outstanding))
     out.extend(sorted(skipped))
-    return _STATE_HEAD.pack(2, cursor) + struct.pack(">Q", len(outstanding)) + out.tobytes()
+    for offset in sorted(counts):
+        out.extend((offset, counts[offset]))
+    return (
+        _STATE_HEAD.pack(3, cursor)
+        + struct.pack(">QQQ", len(outstanding), len(skipped), len(counts))
+        + out.tobytes()
+    )
 
 
-def decode_state(value: bytes) -> tuple[int, list[int], list[int]]:
-    """(cursor, outstanding, skipped); version 1 had no skipped offsets."""
+def decode_state(value: bytes) -> tuple[int, list[int], list[int], dict[int, int]]:
+    """(cursor, outstanding, skipped, delivery counts); older versions lack the later parts."""
     version, cursor = _STATE_HEAD.unpack_from(value)
     pos = _STATE_HEAD.size
-    count = None
-    if version >= 2:
-        count = struct.unpack_from(">Q", value, pos)[0]
+    if version >= 3:
+        n_out, n_skip, n_counts = struct.unpack_from(">QQQ", value, pos)
+        pos += 24
+    elif version == 2:
+        n_out = struct.unpack_from(">Q", value, pos)[0]
         pos += 8
+        n_skip = n_counts = None
+    else:
+        n_out = n_skip = n_counts = None
     rest = array("q")
     rest.frombytes(value[pos:])
     offsets = list(rest)
-    if count is None:
-        return cursor, offsets, []
-    return cursor, offsets[:count], offsets[count:]
+    if n_out is None:
+        return cursor, offsets, [], {}
+    if n_skip is None:
+        return cursor, offsets[:n_out], offsets[n_out:], {}
+    pairs = offsets[n_out + n_skip :]
+    counts = {pairs[i]: pairs[i + 1] for i in range(0, 2 * n_counts, 2)}
+    return cursor, offsets[:n_out], offsets[n_out : n_out + n_skip], counts
 
 
 class Queue:
@@ -133,6 +152,23 @@ class Queue:
         self.max_length_bytes: int | None = _int_arg(arguments, "x-max-length-bytes")
         overflow = arguments.get("x-overflow")
         self.overflow = overflow if isinstance(overflow, str) else "drop-head"
+        # Single active consumer: only the first consumer gets messages.
+        self.single_active = arguments.get("x-single-active-consumer") is True
+        # Delivery limit (quorum-queue semantics) and delayed retry (4.3's arguments).
+        self.delivery_limit: int | None = _int_arg(arguments, "x-delivery-limit")
+        self.delivery_counts: dict[int, int] = {}
+        retry = arguments.get("x-delayed-retry-type")
+        self.retry_type = retry if retry in ("all", "failed", "returned") else "disabled"
+        self.retry_min = _int_arg(arguments, "x-delayed-retry-min") or 0
+        self.retry_max = _int_arg(arguments, "x-delayed-retry-max")
+        self._retry: SortedList = SortedList()
+        self._retry_msgs: dict[int, Message] = {}
+        self._retry_timer: asyncio.TimerHandle | None = None
+        # Queue expiry (x-expires): deleted when unused for that long.
+        self.expires_ms: int | None = _int_arg(arguments, "x-expires")
+        self.last_used = time.monotonic()
+        self.on_unused_expired: Callable[[Queue], None] | None = None
+        self._unused_timer: asyncio.TimerHandle | None = None
         # Set by the broker: dead-letters a message that leaves this queue unconsumed.
         self.on_dead_letter: Callable[[Queue, Message, str], None] | None = None
         # This turn's appends, and what is kept in memory for delivery.
@@ -153,9 +189,10 @@ class Queue:
     # ---------------------------------------------------------------- restore
     def _restore(self, state: bytes | None) -> None:
         if state is not None:
-            cursor, outstanding, skipped = decode_state(state)
+            cursor, outstanding, skipped, counts = decode_state(state)
         else:
-            cursor, outstanding, skipped = self.log.log_start_offset, [], []
+            cursor, outstanding, skipped, counts = self.log.log_start_offset, [], [], {}
+        self.delivery_counts = {o: c for o, c in counts.items() if o in set(outstanding)}
         start = self.log.log_start_offset
         self.cursor = max(cursor, start)
         self.skipped = {o for o in skipped if o >= self.cursor}
@@ -273,6 +310,10 @@ class Queue:
                 if msg.expires <= self.now_ms():
                     self._expired(msg, was_requeued=item[1])
                     continue
+            count = self.delivery_counts.get(msg.offset) if item[1] else None
+            if count:
+                msg = msg._replace(properties=set_long_header(msg.properties, "x-delivery-count", count))
+                return msg, True
             return item
 
     def _take_next(self) -> tuple[Message, bool] | None:
@@ -340,6 +381,8 @@ class Queue:
         consumers = self.consumers
         if not consumers or self.ready <= 0:
             return
+        if self.single_active:
+            consumers = consumers[:1]  # the others wait their turn
         n = len(consumers)
         idle = 0
         budget = DISPATCH_BATCH
@@ -359,7 +402,7 @@ class Queue:
                 self.ready = 0
                 break
             consumer.deliver(self, item[0], item[1])
-            if len(consumers) != n:  # a delivery may cancel a consumer
+            if not self.single_active and len(consumers) != n:  # a delivery may cancel a consumer
                 n = len(consumers)
                 if not n:
                     break
@@ -384,24 +427,104 @@ class Queue:
     def settle(self, offset: int) -> None:
         """Acked (or dropped): the message is done with."""
         self.outstanding.discard(offset)
+        self.delivery_counts.pop(offset, None)
         self.counters["acked"] += 1
         self.state_dirty_mark()
 
-    def requeue(self, msg: Message) -> None:
-        """Back to its original position, ahead of newer messages, redelivered."""
+    def requeue(self, msg: Message, kind: str = "returned") -> None:
+        """Back to its original position, ahead of newer messages, redelivered.
+
+        kind is "failed" (the consumer rejected or nacked it) or "returned"
+        (its channel or consumer went away, or basic.recover). Each return
+        counts as a delivery attempt: past x-delivery-limit the message is
+        dead-lettered (reason delivery_limit); with x-delayed-retry-type
+        matching kind it waits min(min x attempts, max) ms first.
+        """
         if self.deleted:
             return
         offset = msg.offset
-        if offset in self.requeued:
+        if offset in self.requeued or offset in self._retry_msgs:
+            return
+        count = self.delivery_counts.get(offset, 0) + 1
+        self.delivery_counts[offset] = count
+        if self.delivery_limit is not None and count > self.delivery_limit:
+            self.settle(offset)
+            self.dead_letter(msg, "delivery_limit")
             return
         self.outstanding.add(offset)
+        self.counters["redelivered"] += 1
+        self.state_dirty_mark()
+        if self.retry_type in ("all", kind) and self.retry_min > 0:
+            delay = self.retry_min * count
+            if self.retry_max is not None:
+                delay = min(delay, self.retry_max)
+            self._retry.add((self.now_ms() + delay, offset))
+            self._retry_msgs[offset] = msg
+            self._arm_retry_timer()
+            return
+        self._requeue_now(msg)
+
+    def _requeue_now(self, msg: Message) -> None:
+        offset = msg.offset
         self.requeued.add(offset)
         self._requeued_msgs[offset] = msg
         self.ready += 1
         self.ready_bytes += len(msg.body)
-        self.counters["redelivered"] += 1
         self._track_expiry(msg)
-        self.state_dirty_mark()
+
+    def _arm_retry_timer(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        due = self._retry[0][0]
+        self._retry_timer = asyncio.get_running_loop().call_later(
+            max(0.0, (due - self.now_ms()) / 1000), self._retry_due
+        )
+
+    def _retry_due(self) -> None:
+        """Delayed retries whose wait is over become ready again."""
+        self._retry_timer = None
+        if self.deleted:
+            return
+        now = self.now_ms()
+        while self._retry and self._retry[0][0] <= now:
+            _due, offset = self._retry.pop(0)
+            msg = self._retry_msgs.pop(offset, None)
+            if msg is not None:
+                self._requeue_now(msg)
+        if self._retry:
+            self._arm_retry_timer()
+        self.dispatch()
+
+    @property
+    def retry_waiting(self) -> int:
+        return len(self._retry)
+
+    # ------------------------------------------------------------ expiry (queue)
+    def touch(self) -> None:
+        """Used (declared, consumed from, read with basic.get): the x-expires clock restarts."""
+        self.last_used = time.monotonic()
+        if self.expires_ms is not None and not self.consumers:
+            self._arm_unused_timer()
+
+    def _arm_unused_timer(self) -> None:
+        if self._unused_timer is not None:
+            self._unused_timer.cancel()
+        self._unused_timer = asyncio.get_running_loop().call_later(
+            self.expires_ms / 1000, self._unused_check
+        )
+
+    def _unused_check(self) -> None:
+        self._unused_timer = None
+        if self.deleted or self.consumers or self.expires_ms is None:
+            return
+        idle_ms = (time.monotonic() - self.last_used) * 1000
+        if idle_ms + 1 >= self.expires_ms:
+            if self.on_unused_expired is not None:
+                self.on_unused_expired(self)
+        else:
+            self._unused_timer = asyncio.get_running_loop().call_later(
+                (self.expires_ms - idle_ms) / 1000, self._unused_check
+            )
 
     def state_dirty_mark(self) -> None:
         if not self.state_dirty:
@@ -409,7 +532,7 @@ class Queue:
             self._on_dirty(self)
 
     def state_bytes(self) -> bytes:
-        return encode_state(self.cursor, self.outstanding, self.skipped)
+        return encode_state(self.cursor, self.outstanding, self.skipped, self.delivery_counts)
 
     @property
     def settled_below(self) -> int:
@@ -542,10 +665,15 @@ class Queue:
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
         self.had_consumers = True
+        self.last_used = time.monotonic()
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+            if self.single_active and self.consumers:
+                self.dispatch()  # the next consumer in line becomes active
+        if not self.consumers:
+            self.touch()
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000

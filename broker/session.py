@@ -128,7 +128,7 @@ class ChannelSession:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
             if requeue and not queue.deleted:
-                queue.requeue(msg)
+                queue.requeue(msg, "failed")
             else:
                 queue.settle(msg.offset)
                 queue.dead_letter(msg, "rejected")
@@ -145,7 +145,7 @@ class ChannelSession:
             if consumer is not None:
                 consumer.unacked -= 1
                 self.consumer_unacked -= 1
-            queue.requeue(msg)
+            queue.requeue(msg, "returned")
             touched.add(queue)
         self._redispatch(touched)
 

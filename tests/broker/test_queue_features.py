@@ -1,0 +1,142 @@
+"""Single active consumer, delivery limits and delayed retry, end to end with pika."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pika
+import pytest
+from support.broker import BrokerProcess
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory):
+    proc = BrokerProcess(tmp_path_factory.mktemp("features") / "data").start()
+    yield proc
+    proc.kill()
+
+
+@pytest.fixture
+def conn(broker: BrokerProcess):
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    yield connection
+    if connection.is_open:
+        connection.close()
+
+
+_n = [0]
+
+
+def fresh(prefix: str) -> str:
+    _n[0] += 1
+    return f"{prefix}-{_n[0]}"
+
+
+def pump(conn, until, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.02)
+
+
+def test_single_active_consumer_gets_everything_and_fails_over(conn) -> None:
+    ch = conn.channel()
+    queue = fresh("sac")
+    ch.queue_declare(queue, arguments={"x-single-active-consumer": True})
+    first, second = [], []
+    ch_a = conn.channel()
+    tag_a = ch_a.basic_consume(queue, lambda c, m, p, b: first.append(b), auto_ack=True)
+    ch_b = conn.channel()
+    ch_b.basic_consume(queue, lambda c, m, p, b: second.append(b), auto_ack=True)
+    for i in range(10):
+        ch.basic_publish("", queue, f"{i}".encode())
+    pump(conn, lambda: len(first) == 10)
+    assert len(first) == 10 and second == [], "only the active consumer may receive"
+    ch_a.basic_cancel(tag_a)
+    for i in range(10, 15):
+        ch.basic_publish("", queue, f"{i}".encode())
+    pump(conn, lambda: len(second) == 5)
+    assert second == [f"{i}".encode() for i in range(10, 15)]
+
+
+def test_delivery_limit_counts_returns_and_dead_letters_past_it(conn) -> None:
+    ch = conn.channel()
+    queue, dead = fresh("limit"), fresh("limit-dead")
+    ch.exchange_declare(f"{dead}-x", "fanout")
+    ch.queue_declare(dead)
+    ch.queue_bind(dead, f"{dead}-x")
+    ch.queue_declare(queue, arguments={"x-delivery-limit": 2, "x-dead-letter-exchange": f"{dead}-x"})
+    ch.basic_publish("", queue, b"poison", pika.BasicProperties(headers={"h": 1}))
+    counts = []
+    for _attempt in range(3):
+        method, props, _body = ch.basic_get(queue)
+        assert method is not None
+        counts.append((props.headers or {}).get("x-delivery-count"))
+        ch.basic_reject(method.delivery_tag, requeue=True)
+    assert counts == [None, 1, 2], "x-delivery-count appears from the second delivery"
+    assert ch.basic_get(queue)[0] is None, "past the limit the message leaves the queue"
+    method, props, _body = ch.basic_get(dead, auto_ack=True)
+    assert method is not None
+    assert props.headers["x-death"][0]["reason"] == "delivery_limit"
+    assert props.headers["h"] == 1
+
+
+def test_delivery_counts_survive_a_restart(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "data").start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        ch = conn.channel()
+        ch.queue_declare("counted", durable=True, arguments={"x-delivery-limit": 5})
+        ch.basic_publish("", "counted", b"m", pika.BasicProperties(delivery_mode=2))
+        for _ in range(2):
+            method, _props, _body = ch.basic_get("counted")
+            ch.basic_nack(method.delivery_tag, requeue=True)
+        conn.close()
+        broker.stop()
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        method, props, _body = conn.channel().basic_get("counted")
+        assert method.redelivered and props.headers["x-delivery-count"] == 2
+        conn.close()
+    finally:
+        broker.kill()
+
+
+def test_delayed_retry_waits_longer_on_each_failure(conn) -> None:
+    ch = conn.channel()
+    queue = fresh("retry")
+    ch.queue_declare(queue, arguments={
+        "x-delayed-retry-type": "failed", "x-delayed-retry-min": 150, "x-delayed-retry-max": 400,
+    })  # fmt: skip
+    ch.basic_publish("", queue, b"flaky")
+    waits = []
+    method, _p, _b = ch.basic_get(queue)
+    for _attempt in range(3):
+        rejected_at = time.monotonic()
+        ch.basic_reject(method.delivery_tag, requeue=True)
+        assert ch.basic_get(queue)[0] is None, "a failed message waits before it comes back"
+        deadline = time.monotonic() + 3
+        while True:
+            method, _p, _b = ch.basic_get(queue)
+            if method is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        assert method is not None and method.redelivered
+        waits.append(time.monotonic() - rejected_at)
+    # min x attempts: 150, 300, then capped at 400 ms.
+    for wait, expected in zip(waits, (0.15, 0.30, 0.40), strict=True):
+        assert expected - 0.02 <= wait <= expected + 0.25, (waits, expected)
+    ch.basic_ack(method.delivery_tag)
+
+
+def test_delayed_retry_of_type_failed_leaves_returned_messages_alone(conn) -> None:
+    ch = conn.channel()
+    queue = fresh("retry-returned")
+    ch.queue_declare(queue, arguments={"x-delayed-retry-type": "failed", "x-delayed-retry-min": 5000})
+    ch.basic_publish("", queue, b"m")
+    other = conn.channel()
+    method, _p, _b = other.basic_get(queue)
+    assert method is not None
+    other.close()  # returned, not failed: back at once
+    method, _p, _b = ch.basic_get(queue)
+    assert method is not None and method.redelivered
