@@ -131,6 +131,28 @@ def expiration(properties: bytes) -> str | None:
         return None
 
 
+def priority(properties: bytes) -> int:
+    """The priority property (0 when absent or unreadable)."""
+    if len(properties) < 2:
+        return 0
+    flags = properties[0] << 8 | properties[1]
+    if not flags & _PRIORITY or flags & 1:
+        return 0
+    pos = 2
+    try:
+        if flags & _CONTENT_TYPE:
+            pos += 1 + properties[pos]
+        if flags & _CONTENT_ENCODING:
+            pos += 1 + properties[pos]
+        if flags & _HEADERS:
+            pos += 4 + _U32(properties, pos)[0]
+        if flags & _DELIVERY_MODE:
+            pos += 1
+        return properties[pos]
+    except (IndexError, struct.error):
+        return 0
+
+
 def has_expiration(properties: bytes) -> bool:
     """Whether the expiration property is present (a flags check, no parsing)."""
     return len(properties) >= 2 and bool((properties[0] << 8 | properties[1]) & _EXPIRATION)

@@ -43,6 +43,7 @@ from .message import (
     Message,
     expires_at,
     has_expiration,
+    priority,
     split_record_headers,
 )
 
@@ -152,6 +153,13 @@ class Queue:
         self.max_length_bytes: int | None = _int_arg(arguments, "x-max-length-bytes")
         overflow = arguments.get("x-overflow")
         self.overflow = overflow if isinstance(overflow, str) else "drop-head"
+        # Priority queue (x-max-priority): one lane of ready offsets per priority,
+        # highest first, offset order (FIFO) within a lane. Unlike a plain queue
+        # this index holds every ready offset, so it grows with the backlog.
+        self.max_priority: int | None = _int_arg(arguments, "x-max-priority")
+        self._lanes: list[SortedList] | None = (
+            [SortedList() for _ in range(self.max_priority + 1)] if self.max_priority else None
+        )
         # Single active consumer: only the first consumer gets messages.
         self.single_active = arguments.get("x-single-active-consumer") is True
         # Delivery limit (quorum-queue semantics) and delayed retry (4.3's arguments).
@@ -203,6 +211,7 @@ class Queue:
                     self.requeued.add(offset)
                     self.outstanding.add(offset)
                     self._requeued_msgs[offset] = msg
+                    self._into_lane(msg)
                     self.ready += 1
                     self.ready_bytes += len(msg.body)
                     self._track_expiry(msg)
@@ -220,8 +229,15 @@ class Queue:
                 break
             for rec in records:
                 headers = rec.headers
-                if not headers[0] & FLAG_PERSISTENT or rec.offset in skipped:
+                if rec.offset in skipped or rec.offset in self.outstanding:
                     continue
+                if not headers[0] & FLAG_PERSISTENT:
+                    if self._lanes is not None:
+                        skipped.add(rec.offset)  # lets the cursor pass it
+                    continue
+                if self._lanes is not None:
+                    _flags, _exrk, props = split_record_headers(headers)
+                    self._lanes[min(priority(props), self.max_priority)].add(rec.offset)
                 self.ready += 1
                 self.ready_bytes += len(rec.value or b"")
                 if ttl is not None or has_expiration(headers):
@@ -276,8 +292,11 @@ class Queue:
         keep = self._tail_bytes < TAIL_BUDGET_BYTES
         tail = self._tail
         added = 0
+        lanes = self._lanes
         for i, (flags, exrk, props, body, expires) in enumerate(metas):
             added += len(body)
+            if lanes is not None:
+                lanes[min(priority(props), self.max_priority)].add(base + i)
             if keep or expires:
                 msg = _new_message(Message, (base + i, flags, exrk, props, body, expires))
                 if keep:
@@ -317,6 +336,8 @@ class Queue:
             return item
 
     def _take_next(self) -> tuple[Message, bool] | None:
+        if self._lanes is not None:
+            return self._take_next_by_priority()
         if self.requeued:
             offset = self.requeued.pop(0)
             msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
@@ -343,6 +364,47 @@ class Queue:
             self._took(msg)
             return msg, False
         return None
+
+    def _take_next_by_priority(self) -> tuple[Message, bool] | None:
+        """Highest lane first; within a lane the lowest offset (requeued or fresh)."""
+        for lane in reversed(self._lanes):
+            while lane:
+                offset = lane.pop(0)
+                if offset in self.requeued:
+                    self.requeued.remove(offset)
+                    msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
+                    if msg is None:
+                        self.outstanding.discard(offset)
+                        continue
+                    self._took(msg)
+                    return msg, True
+                msg = self._tail.pop(offset, None)
+                if msg is not None:
+                    self._tail_bytes -= len(msg.body)
+                else:
+                    msg = self._load(offset)
+                self._passed(offset)
+                if msg is None:
+                    continue
+                self._took(msg)
+                return msg, False
+        return None
+
+    def _passed(self, offset: int) -> None:
+        """A fresh offset left the ready set out of order: keep the cursor the lowest one left."""
+        self.skipped.add(offset)
+        end = self.log.log_end_offset
+        while self.cursor < end and self.cursor in self.skipped:
+            self.skipped.discard(self.cursor)
+            self.cursor += 1
+
+    def _out_of_lane(self, msg: Message | None) -> None:
+        if self._lanes is not None and msg is not None:
+            self._lanes[min(priority(msg.properties), self.max_priority)].discard(msg.offset)
+
+    def _into_lane(self, msg: Message) -> None:
+        if self._lanes is not None:
+            self._lanes[min(priority(msg.properties), self.max_priority)].add(msg.offset)
 
     def _took(self, msg: Message) -> None:
         self.ready -= 1
@@ -466,6 +528,7 @@ class Queue:
 
     def _requeue_now(self, msg: Message) -> None:
         offset = msg.offset
+        self._into_lane(msg)
         self.requeued.add(offset)
         self._requeued_msgs[offset] = msg
         self.ready += 1
@@ -583,13 +646,18 @@ class Queue:
             self.requeued.remove(offset)
             msg = self._requeued_msgs.pop(offset, None) or self._load(offset)
             self.outstanding.discard(offset)
+            self._out_of_lane(msg)
         elif offset >= self.cursor and offset not in self.skipped:
             msg = self._tail.pop(offset, None)
             if msg is not None:
                 self._tail_bytes -= len(msg.body)
             else:
                 msg = self._load(offset)
-            self.skipped.add(offset)
+            if self._lanes is not None:
+                self._out_of_lane(msg)
+                self._passed(offset)
+            else:
+                self.skipped.add(offset)
         else:
             return  # delivered meanwhile: TTL no longer applies
         if msg is None:
@@ -652,6 +720,9 @@ class Queue:
         self._requeued_msgs.clear()
         self.cursor = self.log.log_end_offset
         self.skipped.clear()
+        if self._lanes is not None:
+            for lane in self._lanes:
+                lane.clear()
         self._expiry.clear()
         self._ttl_zero.clear()
         self.ready_bytes = 0

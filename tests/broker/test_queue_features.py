@@ -140,3 +140,50 @@ def test_delayed_retry_of_type_failed_leaves_returned_messages_alone(conn) -> No
     other.close()  # returned, not failed: back at once
     method, _p, _b = ch.basic_get(queue)
     assert method is not None and method.redelivered
+
+
+def test_priority_queue_delivers_higher_priority_first_fifo_within(conn) -> None:
+    ch = conn.channel()
+    queue = fresh("prio")
+    ch.queue_declare(queue, arguments={"x-max-priority": 5})
+    sent = [(1, "a"), (5, "b"), (1, "c"), (3, "d"), (5, "e"), (0, "f"), (9, "g")]
+    for prio, body in sent:
+        ch.basic_publish("", queue, body.encode(), pika.BasicProperties(priority=prio))
+    got = []
+    while True:
+        method, props, body = ch.basic_get(queue)
+        if method is None:
+            break
+        got.append(body.decode())
+        if body == b"e" and not method.redelivered:
+            ch.basic_nack(method.delivery_tag, requeue=True)  # back to its place in lane 5
+        else:
+            ch.basic_ack(method.delivery_tag)
+        if len(got) > 20:
+            break
+    # 9 counts as the maximum (5); within a priority, publish order; the requeued "e" comes back first in its lane.
+    assert got == ["b", "e", "e", "g", "d", "a", "c", "f"]
+
+
+def test_priority_order_survives_a_restart(tmp_path: Path) -> None:
+    broker = BrokerProcess(tmp_path / "data").start()
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        ch = conn.channel()
+        ch.queue_declare("prio-durable", durable=True, arguments={"x-max-priority": 3})
+        for prio, body in [(0, b"low-1"), (3, b"high-1"), (0, b"low-2"), (3, b"high-2")]:
+            ch.basic_publish("", "prio-durable", body, pika.BasicProperties(priority=prio, delivery_mode=2))
+        method, _p, body = ch.basic_get("prio-durable")
+        assert body == b"high-1"
+        ch.basic_ack(method.delivery_tag)
+        conn.close()
+        broker.kill()
+        broker.start()
+        conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+        ch = conn.channel()
+        got = [ch.basic_get("prio-durable", auto_ack=True)[2] for _ in range(3)]
+        assert got == [b"high-2", b"low-1", b"low-2"]
+        assert ch.basic_get("prio-durable")[0] is None
+        conn.close()
+    finally:
+        broker.kill()
