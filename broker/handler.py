@@ -291,6 +291,7 @@ class BrokerConnection(ConnectionHandler):
             server_named=not m.queue,
         )  # fmt: skip
         session.last_queue = queue.name
+        queue.touch()
         if not m.nowait:
             queue.flush_appends()
             self.conn.send_method(
@@ -412,6 +413,7 @@ class BrokerConnection(ConnectionHandler):
 
     def _Basic_Get(self, session: ChannelSession, m: Any) -> None:
         queue = self.broker.find_queue(self.vhost, self._queue_name(session, m.queue), self)
+        queue.touch()
         queue.flush_appends()
         item = queue.take()
         if item is None:

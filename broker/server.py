@@ -152,6 +152,8 @@ class Broker:
                 on_dirty=self._queue_dirty, state=self.states.get(_state_key(vhost, name)),
             )  # fmt: skip
             queue.on_dead_letter = self.dead_letter
+            queue.on_unused_expired = self.delete_queue
+            queue.touch()  # x-expires counts from now
             self.vhosts[vhost].queues[name] = queue
         for topic in list(self.manager.topics()):
             if topic.name not in kept_topics:  # a transient queue's log from the last run
@@ -332,6 +334,8 @@ class Broker:
             auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
         )  # fmt: skip
         queue.on_dead_letter = self.dead_letter
+        queue.on_unused_expired = self.delete_queue
+        queue.touch()  # x-expires counts from now
         vhost.queues[name] = queue
         if exclusive:
             owner.exclusive_queues.append(queue)

@@ -187,3 +187,24 @@ def test_priority_order_survives_a_restart(tmp_path: Path) -> None:
         conn.close()
     finally:
         broker.kill()
+
+
+def test_x_expires_deletes_a_queue_left_unused(conn) -> None:
+    ch = conn.channel()
+    queue, kept = fresh("expires"), fresh("expires-used")
+    ch.queue_declare(queue, arguments={"x-expires": 300})
+    ch.queue_declare(kept, arguments={"x-expires": 300})
+    ch.basic_publish("", queue, b"messages do not count as use")
+    ch.basic_consume(kept, lambda *a: None, auto_ack=True)
+    time.sleep(0.6)
+    conn.process_data_events(time_limit=0)
+    assert ch.queue_declare(kept, passive=True).method.queue == kept, "a consumer keeps it alive"
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.queue_declare(queue, passive=True)
+    assert info.value.reply_code == 404
+    ch = conn.channel()  # the 404 closed the old channel and with it the consumer on `kept`
+    start = time.monotonic()
+    while time.monotonic() - start < 0.2:  # used (redeclared) within the window: kept
+        ch.queue_declare(kept, arguments={"x-expires": 300})
+        time.sleep(0.05)
+    assert ch.queue_declare(kept, passive=True).method.queue == kept
