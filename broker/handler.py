@@ -26,6 +26,7 @@ from warrenmq.amqp.constants import (
 )
 
 from .consumer import Consumer
+from .delayed import Hold
 from .message import (
     FLAG_PERSISTENT,
     Message,
@@ -133,8 +134,8 @@ class BrokerConnection(ConnectionHandler):
         if session.transactional:
             # As RabbitMQ: routed now (a missing exchange fails now), delivered at the commit
             # to the queues routed to now.
-            queues = self._route(exchange, routing_key, properties)
-            session.tx_publishes.append((exchange, routing_key, mandatory, properties, body, queues))
+            routed = self._route(exchange, routing_key, properties)
+            session.tx_publishes.append((exchange, routing_key, mandatory, properties, body, routed))
             return
         self.publish(session, exchange, routing_key, mandatory, properties, body)
 
@@ -152,23 +153,50 @@ class BrokerConnection(ConnectionHandler):
             )
         return exchange
 
-    def _route(self, exchange_name: str, routing_key: str, properties: bytes) -> tuple[Queue, ...]:
+    def _route(self, exchange_name: str, routing_key: str,
+               properties: bytes) -> tuple[tuple[Queue, ...], Hold | None]:  # fmt: skip
+        """The queues a publish reaches now, and the delayed exchanges that hold it."""
         exchange = self._publishable(exchange_name)
-        return self.vhost.route(
-            exchange, routing_key, lambda: _headers_of(properties), lambda name: _property(properties, name)
-        )
+        vhost = self.vhost
+        hold = Hold(properties) if vhost.delayed_exchanges else None
+        queues = vhost.route(
+            exchange, routing_key, lambda: _headers_of(properties),
+            lambda name: _property(properties, name), hold=hold,
+        )  # fmt: skip
+        return queues, hold if hold is not None and hold.exchanges else None
 
     def publish(self, session: ChannelSession, exchange_name: str, routing_key: str,
                 mandatory: bool, properties: bytes, body: bytes,
-                queues: tuple[Queue, ...] | None = None) -> None:  # fmt: skip
-        if queues is None:
-            queues = self._route(exchange_name, routing_key, properties)
+                routed: tuple[tuple[Queue, ...], Hold | None] | None = None) -> None:  # fmt: skip
+        if routed is None:
+            queues, hold = self._route(exchange_name, routing_key, properties)
         else:  # routed earlier (a transaction): a queue deleted since then drops its copy
-            routed = bool(queues)
+            queues, hold = routed
+            was_routed = bool(queues) or hold is not None
             queues = tuple(q for q in queues if not q.deleted)
-            if routed and not queues:
+            if hold is not None:
+                for ex in [ex for ex in hold.exchanges if ex.delayed is None or ex.delayed.deleted]:
+                    del hold.exchanges[ex]
+                if not hold.exchanges:
+                    hold = None
+            if was_routed and not queues and hold is None:
                 mandatory = False  # RabbitMQ returns only what routed nowhere
         broker = self.broker
+        if hold is not None:
+            # Held by a delayed exchange: routed when due, so never returned now
+            # (the plugin has no mandatory), and confirmed once durably held.
+            if has_expiration(properties):
+                _check_expiration(properties)
+            persistent = delivery_mode(properties) == 2
+            exrk = encode_short(exchange_name) + encode_short(routing_key)
+            broker.hold_delayed(hold, FLAG_PERSISTENT if persistent else 0, exrk, properties, body)
+            stores = tuple(ex.delayed for ex in hold.exchanges)
+            if not queues:
+                if session.confirming and session.note_publish(stores, True):
+                    broker.session_dirty(session)
+                return
+            self._enqueue(session, queues, properties, body, exrk, persistent, stores)
+            return
         if not queues:
             broker.counters["unroutable"] += 1
             if mandatory:
@@ -184,8 +212,14 @@ class BrokerConnection(ConnectionHandler):
         if has_expiration(properties):
             _check_expiration(properties)
         persistent = delivery_mode(properties) == 2
-        flags = FLAG_PERSISTENT if persistent else 0
         exrk = encode_short(exchange_name) + encode_short(routing_key)
+        self._enqueue(session, queues, properties, body, exrk, persistent, ())
+
+    def _enqueue(self, session: ChannelSession, queues: tuple[Queue, ...], properties: bytes,
+                 body: bytes, exrk: bytes, persistent: bool, stores: tuple[Any, ...]) -> None:  # fmt: skip
+        """Add a routed publish to its queues' batches and to the channel's confirm group."""
+        broker = self.broker
+        flags = FLAG_PERSISTENT if persistent else 0
         headers = record_headers(flags, exrk, properties)
         now = broker.now_ms()
         refused = False
@@ -196,8 +230,11 @@ class BrokerConnection(ConnectionHandler):
                     queue.dead_letter(Message(-1, flags, exrk, properties, body), "maxlen")
                 continue
             queue.enqueue(now, flags, exrk, properties, body, headers)
-        if session.confirming and session.note_publish(queues, persistent, refused):
-            broker.session_dirty(session)
+        if session.confirming:
+            # A held copy (stores) waits for its store's log like a persistent message.
+            targets = queues + stores if stores else queues
+            if session.note_publish(targets, persistent or bool(stores), refused):
+                broker.session_dirty(session)
 
     # ---------------------------------------------------------------- acks
     def on_ack(self, channel: int, delivery_tag: int, multiple: bool) -> None:
@@ -471,8 +508,8 @@ class BrokerConnection(ConnectionHandler):
         publishes, acks = session.tx_publishes, session.tx_acks
         session.tx_publishes, session.tx_acks = [], []
         self._tx_claimed.pop(session.number, None)
-        for exchange, rk, mandatory, props, body, queues in publishes:
-            self.publish(session, exchange, rk, mandatory, props, body, queues)
+        for exchange, rk, mandatory, props, body, routed in publishes:
+            self.publish(session, exchange, rk, mandatory, props, body, routed)
         for kind, args in acks:
             if kind == "ack":
                 session.ack(*args)

@@ -25,7 +25,12 @@ from warrenmq.amqp.constants import (
     PRECONDITION_FAILED,
     RESOURCE_LOCKED,
 )
-from warrenmq.exchanges import BindingRejected, UnknownExchangeType, make_exchange_type
+from warrenmq.exchanges import (
+    BindingRejected,
+    InvalidArguments,
+    UnknownExchangeType,
+    make_exchange_type,
+)
 from warrenmq.logstore import LogConfig, LogManager
 
 from .config import BrokerConfig
@@ -34,6 +39,15 @@ from .deadletter import (
     dead_letter_routing_keys,
     death_routing_keys,
     is_automatic_cycle,
+)
+from .delayed import (
+    DELAYED_TYPE,
+    DELAYED_TYPE_ARG,
+    DelayedStore,
+    Hold,
+    delayed_topic_name,
+    due_time,
+    negate_x_delay,
 )
 from .handler import BrokerConnection, _headers_of, _property
 from .message import (
@@ -66,8 +80,12 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-queue-type": (str,),
     "x-single-active-consumer": (bool,),
     "x-delivery-limit": (int,),
+    "x-delayed-retry-type": (str,),
+    "x-delayed-retry-min": (int,),
+    "x-delayed-retry-max": (int,),
 }
 _OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+_RETRY_TYPES = ("disabled", "all", "failed", "returned")
 _MAX_EXPIRY = 315_360_000_000  # rabbit_misc:check_expiry: ten years, in milliseconds
 
 
@@ -88,6 +106,7 @@ class Broker:
         self.manager: LogManager | None = None
         self._dirty_queues: dict[Queue, None] = {}
         self._dirty_sessions: dict[ChannelSession, None] = {}
+        self._dirty_stores: dict[DelayedStore, None] = {}
         self._flush_scheduled = False
         self._in_flush = False
         self._stopped = False  # the logs are closed: nothing may be written any more
@@ -107,6 +126,8 @@ class Broker:
         self.metadata = MetadataStore(self.manager, cfg.fsync)
         self.states = self.manager.offsets_store("queue-state", self.log_config)
         self._load_definitions()
+        for store in self._delayed_stores():
+            store.start()
         for listener in cfg.listeners:
             server = await start_server(
                 lambda conn: BrokerConnection(self, conn),
@@ -138,8 +159,8 @@ class Broker:
             if vhost in self.vhosts:
                 self._create_exchange(self.vhosts[vhost], name, value["type"], True,
                                       value["auto_delete"], value["internal"],
-                                      decode_arguments(value["arguments"]))  # fmt: skip
-        kept_topics = set()
+                                      decode_arguments(value["arguments"]), restore=True)  # fmt: skip
+        kept_topics = {store.log_topic for store in self._delayed_stores()}
         for (vhost, name), value in meta.items("queue"):
             if vhost not in self.vhosts:
                 continue
@@ -194,15 +215,81 @@ class Broker:
     # ============================================================ exchanges
     def _create_exchange(self, vhost: VirtualHost, name: str, type_name: str, durable: bool,
                          auto_delete: bool, internal: bool, arguments: dict[str, Any],
-                         router: Any = None) -> Exchange:  # fmt: skip
-        if router is None:
+                         router: Any = None, restore: bool = False) -> Exchange:  # fmt: skip
+        if type_name == DELAYED_TYPE:
+            router = _delayed_router(arguments)
+        elif router is None:
             router = make_exchange_type(type_name, arguments)
         if not hasattr(router, "route"):
             raise ChannelError(router.reply_code, router.reply_text, 40, 10)
         exchange = Exchange(vhost.name, name, type_name, durable, auto_delete, internal,
                             dict(arguments), router)  # fmt: skip
+        if type_name == DELAYED_TYPE:
+            exchange.delayed = self._open_delayed_store(exchange, restore)
+            vhost.delayed_exchanges += 1
         vhost.exchanges[name] = exchange
         return exchange
+
+    # ------------------------------------------------------ delayed delivery
+    def _open_delayed_store(self, exchange: Exchange, restore: bool) -> DelayedStore:
+        """The log of what a delayed exchange holds: reopened at start, fresh when declared."""
+        topic = delayed_topic_name(exchange.vhost, exchange.name)
+        if not restore and self.manager.topic(topic) is not None:
+            self.manager.delete_topic(topic)  # left over from an exchange of the same name
+        config = self.log_config if exchange.durable else self.transient_log_config
+        part = self.manager.get_or_create_topic(topic, 1, config).partition(0)
+        store = DelayedStore(
+            f"'{exchange.name}' in vhost '{exchange.vhost}'", part, durable=exchange.durable,
+            deliver=lambda flags, exrk, props, body: self._route_due(exchange, flags, exrk, props, body),
+            on_dirty=self._store_dirty, now_ms=self.now_ms,
+        )  # fmt: skip
+        store.log_topic = topic
+        if self._loop is not None and not restore:
+            store.start()
+        return store
+
+    def _delayed_stores(self) -> list[DelayedStore]:
+        return [ex.delayed for vhost in self.vhosts.values() for ex in vhost.exchanges.values()
+                if ex.delayed is not None]  # fmt: skip
+
+    def _route_due(self, exchange: Exchange, flags: int, exrk: bytes, properties: bytes,
+                   body: bytes) -> tuple[Queue, ...]:  # fmt: skip
+        """A held message fell due: route it through its exchange's bindings as they are now.
+
+        As at publish, except that nobody can be told of a refusal: a queue
+        with `x-overflow: reject-publish` drops it, `reject-publish-dlx`
+        dead-letters it.
+        """
+        vhost = self.vhosts.get(exchange.vhost)
+        if vhost is None or exchange.delayed is None or exchange.delayed.deleted:
+            return ()
+        queues = vhost.route(
+            exchange, routing_key_of(exrk), lambda: _headers_of(properties),
+            lambda n: _property(properties, n),
+        )  # fmt: skip
+        if not queues:
+            self.counters["unroutable"] += 1
+            return ()
+        headers = record_headers(flags, exrk, properties)
+        now = self.now_ms()
+        for queue in queues:
+            if queue.rejects_overflow and not queue.admits(len(body)):
+                if queue.overflow == "reject-publish-dlx":
+                    queue.dead_letter(Message(-1, flags, exrk, properties, body), "maxlen")
+                continue
+            queue.enqueue(now, flags, exrk, properties, body, headers)
+        return queues
+
+    def hold_delayed(self, hold: Hold, flags: int, exrk: bytes, properties: bytes, body: bytes) -> None:
+        """Give a message to each delayed exchange that held it during routing."""
+        headers = record_headers(flags, exrk, negate_x_delay(properties))
+        # One ms on top of the delay: `now` is rounded down, and the message
+        # must never be routed before publish time + x-delay.
+        due = due_time(self.now_ms() + 1, hold.delay)
+        for exchange in hold.exchanges:
+            store = exchange.delayed
+            if store is not None and not store.deleted:
+                store.hold(due, headers, body)
 
     def declare_exchange(self, vhost: VirtualHost, name: str, type_name: str, *, passive: bool,
                          durable: bool, auto_delete: bool, internal: bool,
@@ -214,9 +301,11 @@ class Broker:
             if existing is None:
                 raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{vhost.name}'", 40, 10)
             return existing
-        router = make_exchange_type(type_name, arguments)
-        if isinstance(router, UnknownExchangeType):  # the type is checked first
-            raise ChannelError(router.reply_code, router.reply_text, 40, 10)
+        router = None
+        if type_name != DELAYED_TYPE:  # a delayed exchange's arguments are checked at creation
+            router = make_exchange_type(type_name, arguments)
+            if isinstance(router, UnknownExchangeType):  # the type is checked first
+                raise ChannelError(router.reply_code, router.reply_text, 40, 10)
         _check_not_default_exchange(name, 40, 10)
         existing = vhost.exchanges.get(name)
         if existing is not None:
@@ -277,6 +366,12 @@ class Broker:
 
     def _remove_exchange(self, vhost: VirtualHost, exchange: Exchange) -> None:
         vhost.exchanges.pop(exchange.name, None)
+        store = exchange.delayed
+        if store is not None:  # what it holds goes with it
+            store.delete()
+            vhost.delayed_exchanges -= 1
+            self._dirty_stores.pop(store, None)
+            self.manager.delete_topic(store.log_topic)
         for binding in exchange.router.bindings():
             dest = binding.destination
             if isinstance(dest, Exchange):
@@ -376,6 +471,8 @@ class Broker:
                 error = f"{{unacceptable_type,{_arg_type(value)}}}"
             elif key == "x-overflow" and value not in _OVERFLOW_MODES:
                 error = "invalid_overflow"
+            elif key == "x-delayed-retry-type" and value not in _RETRY_TYPES:
+                error = f"{{invalid_delayed_retry_type,{value}}}"
             elif key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
                 error = "routing_key_but_no_dlx_defined"
             if error is not None:
@@ -515,20 +612,28 @@ class Broker:
         dlrk = dlrk if isinstance(dlrk, str) else None
         keys = dead_letter_routing_keys(original_rk, msg.properties, dlrk, explicit_key=explicit)
         targets: dict[Queue, None] = {}
+        hold = Hold(properties) if vhost.delayed_exchanges else None
         for key in keys:
             for target in vhost.route(
-                exchange, key, lambda: _headers_of(properties), lambda n: _property(properties, n)
+                exchange, key, lambda: _headers_of(properties), lambda n: _property(properties, n),
+                hold=hold,
             ):
                 targets[target] = None
-        if not targets:
+        held = hold is not None and bool(hold.exchanges)
+        if not targets and not held:
             return
         flags = msg.flags | FLAG_DEATHS_OURS
         flags = flags | FLAG_EXPLICIT_KEY if dlrk is not None else flags & ~FLAG_EXPLICIT_KEY
         exrk = encode_short(dlx) + encode_short(dlrk if dlrk is not None else original_rk)
+        if held:  # a delayed dead-letter exchange (or one on the way): held, routed when due
+            self.hold_delayed(hold, flags, exrk, properties, msg.body)
         headers = record_headers(flags, exrk, properties)
         now = self.now_ms()
         for target in targets:
-            if is_automatic_cycle(properties, target.name):
+            # A queue absent from the raw bytes cannot be in the death history.
+            if target.name.encode("utf-8", "surrogateescape") in properties and is_automatic_cycle(
+                properties, target.name
+            ):
                 log.debug("dropping a dead-letter cycle through queue '%s'", target.name)
                 continue
             target.enqueue(now, flags, exrk, properties, msg.body, headers)
@@ -541,6 +646,12 @@ class Broker:
             self._flush_scheduled = True
             self._loop.call_soon(self.flush)
 
+    def _store_dirty(self, store: DelayedStore) -> None:
+        self._dirty_stores[store] = None
+        if not self._flush_scheduled and not self._in_flush:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
     def session_dirty(self, session: ChannelSession) -> None:
         self._dirty_sessions[session] = None
         if not self._flush_scheduled and not self._in_flush:
@@ -548,7 +659,7 @@ class Broker:
             self._loop.call_soon(self.flush)
 
     def flush_if_dirty(self) -> None:
-        if (self._dirty_queues or self._dirty_sessions) and not self._in_flush:
+        if (self._dirty_queues or self._dirty_sessions or self._dirty_stores) and not self._in_flush:
             self.flush()
 
     def flush(self) -> None:
@@ -559,13 +670,20 @@ class Broker:
         self._in_flush = True
         try:
             touched: dict[Queue, None] = {}
-            while self._dirty_queues:
-                batch = self._dirty_queues
-                self._dirty_queues = {}
-                for queue in batch:
-                    touched[queue] = None
-                    if not queue.deleted:
-                        queue.flush_appends()
+            while self._dirty_queues or self._dirty_stores:
+                while self._dirty_queues:
+                    batch = self._dirty_queues
+                    self._dirty_queues = {}
+                    for queue in batch:
+                        touched[queue] = None
+                        if not queue.deleted:
+                            queue.flush_appends()
+                # After the queues: a delayed store settles what it routed only
+                # once the queue appends that carry it are written.
+                stores = self._dirty_stores
+                self._dirty_stores = {}
+                for store in stores:
+                    store.flush_appends()
             sessions = self._dirty_sessions
             self._dirty_sessions = {}
             for session in sessions:
@@ -581,7 +699,7 @@ class Broker:
                 self.states.put_many(states)
         finally:
             self._in_flush = False
-            if (self._dirty_queues or self._dirty_sessions) and not self._flush_scheduled:
+            if (self._dirty_queues or self._dirty_sessions or self._dirty_stores) and not self._flush_scheduled:
                 self._flush_scheduled = True
                 self._loop.call_soon(self.flush)
 
@@ -599,6 +717,8 @@ class Broker:
         """Stop accepting, close connections with 320, flush, fsync, mark a clean shutdown."""
         for server in self.servers:
             server.close()
+        for store in self._delayed_stores():  # nothing more falls due from here on
+            store.stop_timers()
         for conn in list(self.connections):
             conn.conn.close(
                 ConnectionError(CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'")
@@ -619,10 +739,36 @@ class Broker:
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         self.flush()
+        # Delayed messages routed lately are settled once their queue appends are
+        # durable: wait for that (a commit round), so a restart does not route them again.
+        deadline = time.monotonic() + 5.0
+        while any(store.settling for store in self._delayed_stores()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+            self.flush()
         self._stopped = True
         if self.manager is not None:
             await self.manager.aclose()
         log.info("broker stopped cleanly")
+
+
+def _delayed_router(arguments: dict[str, Any]) -> Any:
+    """The router of an x-delayed-message exchange (its x-delayed-type's), or the error value.
+
+    The texts are the RabbitMQ delayed-message plugin's; an unknown type is
+    refused as RabbitMQ 4.x refuses one in Exchange.Declare.
+    """
+    underlying = arguments.get(DELAYED_TYPE_ARG)
+    if isinstance(underlying, bytes | bytearray):
+        underlying = bytes(underlying).decode("utf-8", "replace")
+    if not isinstance(underlying, str):
+        return InvalidArguments(
+            f"Invalid argument, '{DELAYED_TYPE_ARG}' must be an existing exchange type"
+        )
+    if underlying == DELAYED_TYPE:
+        return InvalidArguments(
+            f"Invalid argument, '{DELAYED_TYPE}' can't be used for '{DELAYED_TYPE_ARG}'"
+        )
+    return make_exchange_type(underlying, arguments)
 
 
 def _state_key(vhost: str, name: str) -> bytes:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from warrenmq.exchanges import ExchangeRouter, route_graph
 
 if TYPE_CHECKING:
+    from .delayed import DelayedStore
     from .queue import Queue
 
 DEFAULT_EXCHANGES = (
@@ -42,6 +43,8 @@ class Exchange:
     router: ExchangeRouter
     # Exchanges bound to this one as a destination (for delete and auto-delete).
     sources: set[Exchange] = field(default_factory=set)
+    # An x-delayed-message exchange's held messages (broker/delayed.py); None for other types.
+    delayed: DelayedStore | None = None
 
     @property
     def alternate(self) -> str | None:
@@ -66,12 +69,19 @@ class VirtualHost:
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        self.delayed_exchanges = 0  # how many are x-delayed-message (kept by the broker)
 
     def route(
         self, exchange: Exchange, routing_key: str, headers_of: Callable[[], dict[str, Any] | None],
-        properties_of: Callable[[str], Any],
+        properties_of: Callable[[str], Any], hold: Callable[[Exchange], bool] | None = None,
     ) -> tuple[Queue, ...]:  # fmt: skip
-        """The queues a message published to exchange reaches (each once)."""
+        """The queues a message published to exchange reaches now (each once).
+
+        `hold(x)` is asked for each delayed exchange the walk reaches; when it
+        answers True, x keeps the message for later (hold records that) and
+        routes nowhere now. Without `hold`, delayed exchanges route at once,
+        as their underlying type: that is how a held message is routed when due.
+        """
         if exchange.name == "":
             queue = self.queues.get(routing_key)
             return (queue,) if queue is not None else ()
@@ -83,6 +93,11 @@ class VirtualHost:
             return cache[0]
 
         def route_one(ex: Exchange) -> tuple[Any, ...] | None:
+            if hold is not None and ex.delayed is not None and hold(ex):
+                # Held. Answering with the exchange itself (already visited)
+                # ends this branch without making it unroutable, so its
+                # alternate exchange is not used.
+                return (ex,)
             router = ex.router
             return router.route(
                 routing_key,

@@ -208,3 +208,19 @@ def test_x_expires_deletes_a_queue_left_unused(conn) -> None:
         ch.queue_declare(kept, arguments={"x-expires": 300})
         time.sleep(0.05)
     assert ch.queue_declare(kept, passive=True).method.queue == kept
+
+
+@pytest.mark.parametrize(
+    ("arguments", "text"),
+    [
+        ({"x-delayed-retry-type": "faild", "x-delayed-retry-min": 100}, "x-delayed-retry-type"),
+        ({"x-delayed-retry-type": "failed", "x-delayed-retry-min": "100"}, "expected integer"),
+        ({"x-delayed-retry-type": "failed", "x-delayed-retry-min": -5}, "value_negative"),
+        ({"x-delayed-retry-type": "all", "x-delayed-retry-max": True}, "expected integer"),
+    ],
+)
+def test_bad_delayed_retry_arguments_are_refused(conn, arguments, text) -> None:
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.queue_declare(fresh("bad-retry"), arguments=arguments)
+    assert info.value.reply_code == 406 and text in info.value.reply_text
