@@ -273,3 +273,41 @@ def test_a_crash_while_dead_lettering_loses_nothing(tmp_path: Path) -> None:
         conn.close()
     finally:
         broker.kill()
+
+
+def test_x_death_after_repeated_max_length_drops_between_two_queues(channel) -> None:
+    """c drops its head (maxlen) into d; d's rejects go back to c: x-death counts per (queue, reason)."""
+    c, d = names("ml-c")[0], names("ml-d")[0]
+    to_c, to_d = f"{c}-x", f"{d}-x"
+    channel.exchange_declare(to_c, "fanout")
+    channel.exchange_declare(to_d, "fanout")
+    channel.queue_declare(c, arguments={"x-max-length": 1, "x-dead-letter-exchange": to_d})
+    channel.queue_declare(d, arguments={"x-dead-letter-exchange": to_c})
+    channel.queue_bind(c, to_c)
+    channel.queue_bind(d, to_d)
+
+    def take_from_d(body: bytes):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            method, props, got = channel.basic_get(d)
+            if method is None:
+                time.sleep(0.02)
+            elif got == body:
+                return method, props
+            else:
+                channel.basic_ack(method.delivery_tag)
+        raise AssertionError(f"{body!r} never reached {d}")
+
+    channel.basic_publish("", c, b"m")
+    channel.basic_publish("", c, b"filler-1")  # m is dropped: maxlen in c
+    method, _props = take_from_d(b"m")
+    channel.basic_reject(method.delivery_tag, requeue=False)  # rejected in d, back to c (filler-1 dropped)
+    time.sleep(0.1)
+    channel.basic_publish("", c, b"filler-2")  # m is dropped again: maxlen in c, count 2
+    _method, props = take_from_d(b"m")
+    deaths = props.headers["x-death"]
+    assert [(x["queue"], x["reason"], x["count"]) for x in deaths] == [(c, "maxlen", 2), (d, "rejected", 1)]
+    assert deaths[0]["exchange"] == "" and deaths[0]["routing-keys"] == [c]
+    assert deaths[1]["exchange"] == to_d and deaths[1]["routing-keys"] == [c]
+    assert props.headers["x-first-death-reason"] == "maxlen" and props.headers["x-first-death-queue"] == c
+    assert props.headers["x-last-death-reason"] == "maxlen" and props.headers["x-last-death-queue"] == c
