@@ -102,55 +102,60 @@ _EXPIRATION = 0x0100
 _PRIORITY = 0x0800
 
 
-def expiration(properties: bytes) -> str | None:
-    """The expiration property (a string of milliseconds), None when absent."""
+# Basic's properties in wire order up to expiration, with their sizes
+# (None: a short string, "table": a long-prefixed table).
+_WALK = (
+    (_CONTENT_TYPE, None),
+    (_CONTENT_ENCODING, None),
+    (_HEADERS, "table"),
+    (_DELIVERY_MODE, 1),
+    (_PRIORITY, 1),
+    (_CORRELATION_ID, None),
+    (_REPLY_TO, None),
+    (_EXPIRATION, None),
+)
+
+
+def _property_pos(properties: bytes, target: int) -> int:
+    """Where the target property's value starts in raw properties; -1 when absent.
+
+    Walks only the properties before it, so nothing is decoded.
+    """
     if len(properties) < 2:
-        return None
+        return -1
     flags = properties[0] << 8 | properties[1]
-    if not flags & _EXPIRATION or flags & 1:
-        return None
+    if not flags & target or flags & 1:
+        return -1
     pos = 2
     try:
-        if flags & _CONTENT_TYPE:
-            pos += 1 + properties[pos]
-        if flags & _CONTENT_ENCODING:
-            pos += 1 + properties[pos]
-        if flags & _HEADERS:
-            pos += 4 + _U32(properties, pos)[0]
-        if flags & _DELIVERY_MODE:
-            pos += 1
-        if flags & _PRIORITY:
-            pos += 1
-        if flags & _CORRELATION_ID:
-            pos += 1 + properties[pos]
-        if flags & _REPLY_TO:
-            pos += 1 + properties[pos]
-        n = properties[pos]
-        return properties[pos + 1 : pos + 1 + n].decode("utf-8", "replace")
+        for flag, size in _WALK:
+            if flag == target:
+                return pos if pos < len(properties) else -1
+            if flags & flag:
+                if size is None:
+                    pos += 1 + properties[pos]
+                elif size == "table":
+                    pos += 4 + _U32(properties, pos)[0]
+                else:
+                    pos += size
     except (IndexError, struct.error):
+        return -1
+    return -1
+
+
+def expiration(properties: bytes) -> str | None:
+    """The expiration property (a string of milliseconds), None when absent."""
+    pos = _property_pos(properties, _EXPIRATION)
+    if pos < 0:
         return None
+    n = properties[pos]
+    return properties[pos + 1 : pos + 1 + n].decode("utf-8", "replace")
 
 
 def priority(properties: bytes) -> int:
     """The priority property (0 when absent or unreadable)."""
-    if len(properties) < 2:
-        return 0
-    flags = properties[0] << 8 | properties[1]
-    if not flags & _PRIORITY or flags & 1:
-        return 0
-    pos = 2
-    try:
-        if flags & _CONTENT_TYPE:
-            pos += 1 + properties[pos]
-        if flags & _CONTENT_ENCODING:
-            pos += 1 + properties[pos]
-        if flags & _HEADERS:
-            pos += 4 + _U32(properties, pos)[0]
-        if flags & _DELIVERY_MODE:
-            pos += 1
-        return properties[pos]
-    except (IndexError, struct.error):
-        return 0
+    pos = _property_pos(properties, _PRIORITY)
+    return properties[pos] if pos >= 0 else 0
 
 
 def has_expiration(properties: bytes) -> bool:
@@ -160,21 +165,5 @@ def has_expiration(properties: bytes) -> bool:
 
 def delivery_mode(properties: bytes) -> int:
     """The delivery-mode property (2 = persistent), 0 when absent or unreadable."""
-    if len(properties) < 2:
-        return 0
-    flags = properties[0] << 8 | properties[1]
-    if not flags & _DELIVERY_MODE:
-        return 0
-    pos = 2
-    if flags & 1:  # a continuation flags word (never for Basic, but be safe)
-        return 0
-    try:
-        if flags & _CONTENT_TYPE:
-            pos += 1 + properties[pos]
-        if flags & _CONTENT_ENCODING:
-            pos += 1 + properties[pos]
-        if flags & _HEADERS:
-            pos += 4 + _U32(properties, pos)[0]
-        return properties[pos]
-    except (IndexError, struct.error):
-        return 0
+    pos = _property_pos(properties, _DELIVERY_MODE)
+    return properties[pos] if pos >= 0 else 0
