@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pika
-import yaml
+from topology import declare, delete, read
 
 TOPOLOGY = Path(__file__).with_suffix(".yaml")
 FAILURES = {"report-1": 2, "report-2": 99}  # how many attempts of each fail: 99 is every one
@@ -35,29 +35,13 @@ def say(text: str) -> None:
 
 
 def load_topology(prefix: str, scale: float) -> dict:
-    topology = yaml.safe_load(TOPOLOGY.read_text().replace("{prefix}", prefix))
+    topology = read(TOPOLOGY, prefix)
     for q in topology["queues"]:
         arguments = q.get("arguments") or {}
         for name in SCALED:
             if name in arguments:
                 arguments[name] = max(1, round(arguments[name] * scale))
     return topology
-
-
-def declare(ch, topology: dict) -> None:
-    for ex in topology["exchanges"]:
-        ch.exchange_declare(ex["name"], ex["type"], arguments=ex.get("arguments"))
-    for q in topology["queues"]:
-        ch.queue_declare(q["name"], arguments=q.get("arguments"))
-    for b in topology["bindings"]:
-        ch.queue_bind(b["queue"], b["exchange"], b.get("routing_key"), arguments=b.get("arguments"))
-
-
-def delete(ch, topology: dict) -> None:
-    for q in topology["queues"]:
-        ch.queue_delete(q["name"])
-    for ex in topology["exchanges"]:
-        ch.exchange_delete(ex["name"])
 
 
 def run(conn, ch, prefix: str, retry: dict, timeout: float) -> int:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pika
-import yaml
+from topology import declare, delete, read
 
 TOPOLOGY = Path(__file__).with_suffix(".yaml")
 ORDERS = {"order-1": "good", "order-2": "malformed", "order-3": "flaky"}
@@ -34,23 +34,7 @@ def say(text: str) -> None:
 
 
 def load_topology(prefix: str) -> dict:
-    return yaml.safe_load(TOPOLOGY.read_text().replace("{prefix}", prefix))
-
-
-def declare(ch, topology: dict) -> None:
-    for ex in topology["exchanges"]:
-        ch.exchange_declare(ex["name"], ex["type"], arguments=ex.get("arguments"))
-    for q in topology["queues"]:
-        ch.queue_declare(q["name"], arguments=q.get("arguments"))
-    for b in topology["bindings"]:
-        ch.queue_bind(b["queue"], b["exchange"], b.get("routing_key"), arguments=b.get("arguments"))
-
-
-def delete(ch, topology: dict) -> None:
-    for q in topology["queues"]:
-        ch.queue_delete(q["name"])
-    for ex in topology["exchanges"]:
-        ch.exchange_delete(ex["name"])
+    return read(TOPOLOGY, prefix)
 
 
 def run(conn, ch, prefix: str, timeout: float) -> int:

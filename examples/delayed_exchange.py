@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import pika
-import yaml
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
+from topology import declare, delete, read
 
 TOPOLOGY = Path(__file__).with_suffix(".yaml")
 REMINDERS = {
@@ -41,25 +41,7 @@ def say(text: str) -> None:
 
 
 def load_topology(prefix: str) -> dict:
-    return yaml.safe_load(TOPOLOGY.read_text().replace("{prefix}", prefix))
-
-
-def declare(ch, topology: dict) -> None:
-    for ex in topology["exchanges"]:
-        ch.exchange_declare(
-            ex["name"], ex["type"], durable=ex.get("durable", False), arguments=ex.get("arguments")
-        )
-    for q in topology["queues"]:
-        ch.queue_declare(q["name"], durable=q.get("durable", False), arguments=q.get("arguments"))
-    for b in topology["bindings"]:
-        ch.queue_bind(b["queue"], b["exchange"], b.get("routing_key"), arguments=b.get("arguments"))
-
-
-def delete(ch, topology: dict) -> None:
-    for q in topology["queues"]:
-        ch.queue_delete(q["name"])
-    for ex in topology["exchanges"]:
-        ch.exchange_delete(ex["name"])
+    return read(TOPOLOGY, prefix)
 
 
 def run(conn, ch, prefix: str, scale: float) -> int:
