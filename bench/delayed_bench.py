@@ -41,7 +41,10 @@ import threading
 import time
 from pathlib import Path
 
-from pamqp import commands, frame
+from pamqp import commands
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.rawamqp import RawClient  # noqa: E402
 
 FRAME_HEADER = struct.Struct(">BHI")
 FRAME_END = b"\xce"
@@ -61,60 +64,19 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-class Raw:
-    """A blocking AMQP client on a plain socket: handshake with pamqp, hot frames by hand."""
+class Raw(RawClient):
+    """The shared raw client (tests/support/rawamqp.py) with a larger receive buffer."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(port, timeout=60)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.buf = bytearray()
-        self.pos = 0
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        self.expect(commands.Connection.Start)
-        self.send(0, commands.Connection.StartOk(
-            client_properties={"product": "delayed_bench"}, mechanism="PLAIN",
-            response="\x00guest\x00guest", locale="en_US",
-        ))  # fmt: skip
-        tune = self.expect(commands.Connection.Tune)
-        self.send(0, commands.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
-        self.send(0, commands.Connection.Open("/"))
-        self.expect(commands.Connection.OpenOk)
-        self.send(1, commands.Channel.Open())
-        self.expect(commands.Channel.OpenOk)
-
-    def send(self, channel: int, method) -> None:
-        self.sock.sendall(frame.marshal(method, channel))
-
-    def fill(self) -> None:
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise ConnectionError("the broker closed the connection")
-        if self.pos:
-            del self.buf[: self.pos]
-            self.pos = 0
-        self.buf += chunk
 
     def frame(self) -> tuple[int, bytes]:
-        while len(self.buf) - self.pos < 7:
-            self.fill()
-        ftype, _channel, size = FRAME_HEADER.unpack_from(self.buf, self.pos)
-        while len(self.buf) - self.pos < size + 8:
-            self.fill()
-        start = self.pos + 7
-        payload = bytes(self.buf[start : start + size])
-        self.pos = start + size + 1
+        ftype, _channel, payload = self._read_frame()
         return ftype, payload
 
     def expect(self, cls):
-        while True:
-            ftype, payload = self.frame()
-            if ftype == 1:
-                raw = FRAME_HEADER.pack(1, 0, len(payload)) + payload + FRAME_END
-                method = frame.unmarshal(raw)[2]
-                if not isinstance(method, cls):
-                    raise AssertionError(f"expected {cls.__name__}, got {method!r}")
-                return method
+        return self._expect(cls)
 
 
 def publish_frames(exchange: str, key: str, delay: int, body: bytes) -> bytes:
