@@ -14,14 +14,17 @@ from .names import escape_name, unescape_name
 from .offsets import OffsetsStore
 from .records import Record
 from .segment import LogSegment
+from .stats import Histogram, LogStats
 from .topic import Topic
 
 __all__ = [
     "CorruptBatchError",
     "GroupCommitter",
+    "Histogram",
     "LogClosedError",
     "LogConfig",
     "LogManager",
+    "LogStats",
     "LogSegment",
     "LogstoreError",
     "OffsetOutOfRangeError",

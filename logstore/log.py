@@ -21,6 +21,7 @@ import os
 import time
 from bisect import bisect_right
 from collections.abc import Sequence
+from time import perf_counter
 
 from .commit import GroupCommitter, SyncJob, run_job
 from .config import LogConfig
@@ -56,6 +57,7 @@ class PartitionLog:
         self.config = config or LogConfig()
         self.clock_ms = clock_ms
         self._committer = committer or GroupCommitter()
+        self._stats = self._committer.stats  # per-batch observations, see stats.py
         self._policy = self.config.fsync
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
@@ -223,6 +225,7 @@ class PartitionLog:
         n = len(records)
         if not n:
             return range(base, base)
+        started = perf_counter()
         if leader_epoch is None:
             leader_epoch = self._epoch
         elif leader_epoch > self._epoch:
@@ -236,6 +239,9 @@ class PartitionLog:
         seg.append(batch, base, n, first_ts, max_ts)
         if not self._sync_pending and self._policy != _NEVER:
             self._schedule_sync()
+        stats = self._stats
+        stats.append_seconds.observe(perf_counter() - started)
+        stats.append_records.observe(n)
         return range(base, base + n)
 
     def roll(self) -> None:
@@ -303,6 +309,7 @@ class PartitionLog:
             [os.dup(seg.fd) for seg in segs],
             self.log_end_offset,
             self.directory if self._dir_dirty else None,
+            records=max(0, self.log_end_offset - self._flushed_offset),
         )
         self._dir_dirty = False
         return job

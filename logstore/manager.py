@@ -29,6 +29,7 @@ from .fileio import fsync_dir
 from .log import PartitionLog
 from .names import escape_name
 from .offsets import OffsetsStore
+from .stats import LogStats
 from .topic import Topic, read_topic_meta, write_topic_meta
 
 log = logging.getLogger("warrenmq.logstore")
@@ -62,6 +63,7 @@ class LogManager:
         self._topics: dict[str, Topic] = {}
         self._internal: dict[str, PartitionLog] = {}
         self._closed = False
+        fresh = not os.path.isdir(os.path.join(self.data_dir, "topics"))
         for sub in ("topics", "internal", "trash"):
             os.makedirs(os.path.join(self.data_dir, sub), exist_ok=True)
         marker = os.path.join(self.data_dir, CLEAN_SHUTDOWN_FILE)
@@ -69,8 +71,10 @@ class LogManager:
         if self.recovered_cleanly:
             os.unlink(marker)
             fsync_dir(self.data_dir)
+        elif fresh:
+            log.info("log manager: new data directory %s", self.data_dir)
         else:
-            log.info("log manager: no clean-shutdown marker in %s; recovering", self.data_dir)
+            log.warning("log manager: %s was not shut down cleanly; recovering", self.data_dir)
         self._empty_trash()
         self._load_topics()
 
@@ -180,6 +184,11 @@ class LogManager:
         return OffsetsStore(self.internal_log(name, config), clock_ms=self.clock_ms)
 
     # ------------------------------------------------------------ upkeep
+    @property
+    def stats(self) -> LogStats:
+        """Append, fsync and commit-round histograms of every log here (for metrics)."""
+        return self.committer.stats
+
     def all_logs(self) -> Iterator[PartitionLog]:
         for topic in list(self._topics.values()):
             yield from topic.partitions
