@@ -5,7 +5,7 @@ bytes out) with no I/O; `AMQPProtocol` / `start_server` adapt it to asyncio.
 The broker implements `ConnectionHandler`.
 """
 
-from . import codec, constants
+from . import codec, constants, replies
 from .connection import CAPABILITIES, Connection, State, default_server_properties
 from .errors import AMQPError, ChannelError, ConnectionError, amqp_error
 from .handler import ConnectionHandler
@@ -24,5 +24,6 @@ __all__ = [
     "codec",
     "constants",
     "default_server_properties",
+    "replies",
     "start_server",
 ]

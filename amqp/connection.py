@@ -160,6 +160,7 @@ class Connection:
         self.client_properties: dict[str, Any] = {}
         self.client_capabilities: dict[str, Any] = {}
         self.username: str | None = None
+        self.auth_mechanism: str | None = None
         self.vhost: str | None = None
         self.out: list[bytes] = []
         # Set when the transport should close once `out` is written.
@@ -167,6 +168,7 @@ class Connection:
         self.close_reason: AMQPError | None = None
         self.blocked = False
         self.transport_protocol: Any = None  # set by the asyncio adapter
+        self.name = "?"  # the peer, for log lines (set by the adapter)
         self._buf = b""
         self._pending: list[bytes] = []
         self._pending_len = 0
@@ -306,10 +308,11 @@ class Connection:
         if exc.hard or channel == 0:
             if not exc.hard:  # a soft code on channel 0 is a connection error too
                 exc = ConnectionError(exc.code, exc.text, exc.class_id, exc.method_id)
-            log.info("closing connection: %s", exc.reply_text)
+            log.warning("connection %s closed by an error: %d %s", self.name, exc.code, exc.reply_text)
             self.close(exc)
         else:
-            log.debug("closing channel %d: %s", channel, exc.reply_text)
+            log.warning("channel error on connection %s, channel %d: %d %s",
+                        self.name, channel, exc.code, exc.reply_text)  # fmt: skip
             self.close_channel(channel, exc)
 
     # ============================================================ heartbeats
@@ -600,7 +603,7 @@ class Connection:
     def _protocol_error(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
         """A connection error in a well-framed stream: close and wait for Close-Ok."""
         error = ConnectionError(code, text, class_id, method_id)
-        log.info("closing connection: %s", error.reply_text)
+        log.warning("closing connection %s: %d %s", self.name, error.code, error.reply_text)
         self.close(error)
 
     def _fatal_frame_error(self, text: str) -> None:
@@ -609,7 +612,7 @@ class Connection:
             self._finish()  # already closing: RabbitMQ just logs it and hangs up
             return
         error = ConnectionError(FRAME_ERROR, text)
-        log.info("closing connection: %s", error.reply_text)
+        log.warning("closing connection %s: %d %s", self.name, error.code, error.reply_text)
         self.close(error, wait_for_close_ok=False)
 
     def _cannot_decode(self, exc: codec.UndecodableMethod, method_index: int) -> None:
@@ -622,7 +625,7 @@ class Connection:
 
     def _drop(self, reason: str) -> None:
         """Hang up without a word: what RabbitMQ's connection does when its reader crashes."""
-        log.info("dropping connection: %s", reason)
+        log.warning("dropping connection %s: %s", self.name, reason)
         self._finish()
 
     def _internal_error(self) -> None:
@@ -956,7 +959,7 @@ class Connection:
             )
         user = username.decode("utf-8", "replace")
         if not self.handler.authenticate(mechanism, user, password.decode("utf-8", "replace")):
-            log.warning("login refused for user '%s' (%s)", user, mechanism)
+            log.warning("connection %s: login refused for user '%s' (%s)", self.name, user, mechanism)
             error = ConnectionError(
                 ACCESS_REFUSED,
                 f"Login was refused using authentication mechanism {mechanism}. "
@@ -968,6 +971,7 @@ class Connection:
             self._finish()
             return
         self.username = user
+        self.auth_mechanism = mechanism
         self.state = State.AWAIT_TUNE_OK
         self._emit(
             codec.encode_method(

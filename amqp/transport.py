@@ -41,6 +41,8 @@ class AMQPProtocol(asyncio.Protocol):
         self._flush_scheduled = False
         self._read_pauses: set[str] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Traffic counts (socket reads and writes, and their bytes), for the management API.
+        self.recv_cnt = self.recv_oct = self.send_cnt = self.send_oct = 0
 
     # ------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,9 +58,12 @@ class AMQPProtocol(asyncio.Protocol):
         handler.connection = self.conn
         self.conn.handler = handler
         self.conn.transport_protocol = self  # for the broker: peer, read pauses
+        self.conn.name = self.peer
         self._timers["handshake"] = self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
+        self.recv_cnt += 1
+        self.recv_oct += len(data)
         conn = self.conn
         was_open = conn.state
         conn.receive_data(data)
@@ -105,6 +110,8 @@ class AMQPProtocol(asyncio.Protocol):
             log.exception("error in the before_write handler of %s", self.peer)
         out = conn.data_to_send()
         if out:
+            self.send_cnt += 1
+            self.send_oct += sum(map(len, out))
             transport.writelines(out)
         if conn.close_transport:
             transport.close()
