@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from .config import BrokerConfig, ConfigError, apply_overrides, load_config, log_level
+from .config import BrokerConfig, ConfigError, apply_overrides, configure_logging, load_config
 from .server import Broker
 
 
@@ -27,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--frame-max", type=int)
     serve.add_argument("--channel-max", type=int)
     serve.add_argument("--log-level", help="debug | info | warning | error")
+    serve.add_argument("--management", metavar="HOST:PORT|off",
+                       help="management HTTP API listener (default 127.0.0.1:15672)")  # fmt: skip
+    serve.add_argument("--prometheus", metavar="HOST:PORT|off",
+                       help="Prometheus /metrics listener (default 127.0.0.1:15692)")  # fmt: skip
+    from . import ctl, logdump
+
+    ctl.add_parser(sub)
+    logdump.add_parser(sub)
     return parser
 
 
@@ -43,6 +51,8 @@ def load(args: argparse.Namespace) -> BrokerConfig:
             "frame_max": args.frame_max,
             "channel_max": args.channel_max,
             "log_level": args.log_level,
+            "management_listener": args.management,
+            "prometheus_listener": args.prometheus,
         },
     )
 
@@ -63,14 +73,14 @@ async def serve(config: BrokerConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        return args.run(args)
     try:
         config = load(args)
     except ConfigError as exc:
         print(f"warrenmq: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=log_level(config), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config)
     gc.set_threshold(50_000, 20, 20)
     try:
         import uvloop

@@ -50,6 +50,11 @@ class BrokerConfig:
     default_vhost: str = "/"
     loopback_users: list[str] = field(default_factory=lambda: ["guest"])
     log_level: str = "info"
+    # Per-logger levels over log_level, e.g. {"warrenmq.connection": "warning"}.
+    log_levels: dict[str, str] = field(default_factory=dict)
+    # HTTP listeners; None turns one off. The ports are RabbitMQ's.
+    management_listener: Listener | None = field(default_factory=lambda: Listener("127.0.0.1", 15672))
+    prometheus_listener: Listener | None = field(default_factory=lambda: Listener("127.0.0.1", 15692))
 
     def replace(self, **changes: Any) -> BrokerConfig:
         return dataclasses.replace(self, **changes)
@@ -104,6 +109,24 @@ def parse_listener(value: Any) -> Listener:
     return Listener(host, port)
 
 
+def _optional_listener(value: Any) -> Listener | None:
+    """host:port, a port, or off (no listener)."""
+    if value is None or value is False or value in ("off", "none", ""):
+        return None
+    return parse_listener(value)
+
+
+def _levels(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping of logger name to level, not {value!r}")
+    out = {}
+    for name, level in value.items():
+        if not isinstance(name, str) or level not in _LOG_LEVELS:
+            raise ValueError(f"{name}: must be one of {', '.join(_LOG_LEVELS)}, not {level!r}")
+        out[name] = level
+    return out
+
+
 def _listeners(value: Any) -> list[Listener]:
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -128,6 +151,9 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "default_vhost": _str,
     "loopback_users": _str_list,
     "log_level": _choice(*_LOG_LEVELS),
+    "log_levels": _levels,
+    "management_listener": _optional_listener,
+    "prometheus_listener": _optional_listener,
 }
 # Nested spellings accepted in files, mapped to the flat fields above.
 NESTED = {"default_user": {"username": "default_user", "password": "default_pass"}}
@@ -202,3 +228,12 @@ def apply_overrides(config: BrokerConfig, overrides: dict[str, Any]) -> BrokerCo
 
 def log_level(config: BrokerConfig) -> int:
     return getattr(logging, config.log_level.upper())
+
+
+def configure_logging(config: BrokerConfig) -> None:
+    """One line per event, to stderr; log_levels tune single loggers (warrenmq.connection, ...)."""
+    logging.basicConfig(
+        level=log_level(config), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for name, level in config.log_levels.items():
+        logging.getLogger(name).setLevel(getattr(logging, level.upper()))

@@ -35,9 +35,15 @@ class Consumer:
     def deliver(self, queue: Queue, msg: Message, redelivered: bool) -> None:
         channel = self.channel
         tag = channel.next_delivery_tag()
+        counters = channel.counters
+        if redelivered:
+            counters["redeliver"] += 1
         if self.no_ack:
             queue.counters["delivered"] += 1
+            queue.counters["deliver_no_ack"] += 1
+            counters["deliver_no_ack"] += 1
         else:
+            counters["deliver"] += 1
             self.unacked += 1
             channel.track(tag, queue, msg, self)
             queue.delivered(msg.offset)

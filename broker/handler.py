@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from warrenmq.amqp import ChannelError, Connection, ConnectionError, ConnectionHandler
+from warrenmq.amqp import ChannelError, Connection, ConnectionError, ConnectionHandler, replies
 from warrenmq.amqp.codec import decode_properties, encode_short
 from warrenmq.amqp.constants import (
     ACCESS_REFUSED,
+    CONNECTION_FORCED,
     NOT_ALLOWED,
     NOT_FOUND,
     NOT_IMPLEMENTED,
@@ -62,6 +64,7 @@ class BrokerConnection(ConnectionHandler):
         # Delivery tags acked, nacked or rejected in each channel's open transaction.
         self._tx_claimed: dict[int, set[int]] = {}
         self.name = "?"
+        self.connected_at = time.time()
 
     # ------------------------------------------------------------ handshake
     def authenticate(self, mechanism: str, username: str, password: str) -> bool:
@@ -77,6 +80,11 @@ class BrokerConnection(ConnectionHandler):
         if found is None:
             raise ConnectionError(
                 NOT_ALLOWED, f"vhost {vhost} not found", 10, 40
+            )
+        user = self.conn.username
+        if not self.broker.users.can_access_vhost(user, vhost):
+            raise ConnectionError(
+                NOT_ALLOWED, f"access to vhost '{vhost}' refused for user '{user}'", 10, 40
             )
         self.vhost = found
 
@@ -95,7 +103,15 @@ class BrokerConnection(ConnectionHandler):
         self.exclusive_queues.clear()
         self.broker.connection_closed(self)
         if self.vhost is not None:
-            log.info("connection %s closed", self.name)
+            log.info("connection %s closed (user '%s')", self.name, self.conn.username)
+
+    def force_close(self, reason: str) -> None:
+        """Close this connection from the broker's side (320 CONNECTION_FORCED), as an operator would."""
+        log.info("closing connection %s: %s", self.name, reason)
+        self.conn.close(ConnectionError(CONNECTION_FORCED, reason))
+        proto = self.conn.transport_protocol
+        if proto is not None:
+            proto._flush()
 
     def before_write(self) -> None:
         # Appends and queue states are written before anything reaches this
@@ -112,6 +128,7 @@ class BrokerConnection(ConnectionHandler):
     # ---------------------------------------------------------------- channels
     def channel_opened(self, channel: int) -> None:
         self.sessions[channel] = ChannelSession(self.conn, channel, self)
+        self.broker.counters["channels_opened"] += 1
 
     def channel_closed(self, channel: int) -> None:
         session = self.sessions.pop(channel, None)
@@ -121,6 +138,10 @@ class BrokerConnection(ConnectionHandler):
         for consumer in list(session.consumers.values()):
             self._remove_consumer(consumer, notify=False)
         session.requeue_all()
+        session.fold_counters_into(self.broker.counters)
+        if self.vhost is not None:
+            session.fold_counters_into(self.vhost.counters)
+        self.broker.counters["channels_closed"] += 1
 
     def _session(self, channel: int) -> ChannelSession:
         return self.sessions[channel]
@@ -131,6 +152,7 @@ class BrokerConnection(ConnectionHandler):
         if immediate:
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true", 60, 40)
         session = self.sessions[channel]
+        session.counters["publish"] += 1
         if session.transactional:
             # As RabbitMQ: routed now (a missing exchange fails now), delivered at the commit
             # to the queues routed to now.
@@ -163,6 +185,8 @@ class BrokerConnection(ConnectionHandler):
             exchange, routing_key, lambda: _headers_of(properties),
             lambda name: _property(properties, name), hold=hold,
         )  # fmt: skip
+        exchange.publish_in += 1
+        exchange.publish_out += len(queues)
         return queues, hold if hold is not None and hold.exchanges else None
 
     def publish(self, session: ChannelSession, exchange_name: str, routing_key: str,
@@ -199,10 +223,11 @@ class BrokerConnection(ConnectionHandler):
             return
         if not queues:
             broker.counters["unroutable"] += 1
+            session.counters["return_unroutable" if mandatory else "drop_unroutable"] += 1
             if mandatory:
                 self.conn.send_content_method(
                     session.number,
-                    commands.Basic.Return(312, "NO_ROUTE", exchange_name, routing_key),
+                    replies.Return(312, "NO_ROUTE", exchange_name, routing_key),
                     properties,
                     body,
                 )
@@ -223,6 +248,7 @@ class BrokerConnection(ConnectionHandler):
         headers = record_headers(flags, exrk, properties)
         now = broker.now_ms()
         refused = False
+        broker.counters["routed"] += len(queues)
         for queue in queues:
             if queue.rejects_overflow and not queue.admits(len(body)):
                 refused = True  # x-overflow reject-publish(-dlx): the publisher gets a nack
@@ -333,7 +359,7 @@ class BrokerConnection(ConnectionHandler):
             queue.flush_appends()
             self.conn.send_method(
                 session.number,
-                commands.Queue.DeclareOk(queue.name, queue.message_count, len(queue.consumers)),
+                replies.DeclareOk(queue.name, queue.message_count, len(queue.consumers)),
             )
 
     def _Queue_Bind(self, session: ChannelSession, m: Any) -> None:
@@ -453,14 +479,23 @@ class BrokerConnection(ConnectionHandler):
         queue.touch()
         queue.flush_appends()
         item = queue.take()
+        counters = session.counters
         if item is None:
+            counters["get_empty"] += 1
+            queue.counters["get_empty"] += 1
             self.conn.send_method(session.number, commands.Basic.GetEmpty())
             return
         msg, redelivered = item
         tag = session.next_delivery_tag()
+        if redelivered:
+            counters["redeliver"] += 1
         if m.no_ack:
+            counters["get_no_ack"] += 1
+            queue.counters["get_no_ack"] += 1
             queue.counters["delivered"] += 1
         else:
+            counters["get"] += 1
+            queue.counters["get"] += 1
             session.track(tag, queue, msg, None)
             queue.delivered(msg.offset)
         exchange = msg.exchange_rk[1 : 1 + msg.exchange_rk[0]].decode("utf-8", "surrogateescape")
@@ -468,7 +503,7 @@ class BrokerConnection(ConnectionHandler):
         routing_key = msg.exchange_rk[rk_start:].decode("utf-8", "surrogateescape")
         self.conn.send_content_method(
             session.number,
-            commands.Basic.GetOk(tag, redelivered, exchange, routing_key, queue.message_count),
+            replies.GetOk(tag, redelivered, exchange, routing_key, queue.message_count),
             msg.properties,
             msg.body,
         )

@@ -191,7 +191,9 @@ class Queue:
         # Records below this offset were written before the last start: their
         # transient (non-persistent) messages did not survive the restart.
         self._restart_boundary = log.log_end_offset
-        self.counters = {"published": 0, "delivered": 0, "acked": 0, "redelivered": 0}
+        # "delivered" counts every delivery and basic.get; the get and no-ack ones also apart.
+        self.counters = {"published": 0, "delivered": 0, "acked": 0, "redelivered": 0,
+                         "get": 0, "get_no_ack": 0, "get_empty": 0, "deliver_no_ack": 0}  # fmt: skip
         self._restore(state)
 
     # ---------------------------------------------------------------- restore

@@ -11,8 +11,11 @@ channel's confirm group and writes the changed queue states in one append.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import ipaddress
 import logging
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +63,19 @@ from .message import (
 )
 from .metadata import MetadataStore, decode_arguments, encode_arguments
 from .queue import Queue
+from .session import CHANNEL_COUNTERS
+from .users import UserStore
 from .vhost import DEFAULT_EXCHANGES, Exchange, VirtualHost
 
 if TYPE_CHECKING:
     from .session import ChannelSession
 
 log = logging.getLogger("warrenmq.broker")
+
+try:
+    VERSION = importlib.metadata.version("warrenmq")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    VERSION = "0+unknown"
 
 QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-message-ttl": (int,),
@@ -87,6 +97,15 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
 _OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 _RETRY_TYPES = ("disabled", "all", "failed", "returned")
 _MAX_EXPIRY = 315_360_000_000  # rabbit_misc:check_expiry: ten years, in milliseconds
+# Broker.counters' keys (docs/metrics.md), a plain dict: "routed" is bumped per publish.
+# A closing channel adds its own counts (CHANNEL_COUNTERS) and "received_confirm".
+BROKER_COUNTERS = (
+    "unroutable", "routed", "received_confirm", "connections_opened", "connections_closed",
+    "channels_opened", "channels_closed", "queues_declared", "queues_created", "queues_deleted",
+    *(f"{kind}_{reason}" for kind in ("dead_lettered", "discarded")
+      for reason in ("rejected", "expired", "maxlen", "delivery_limit")),
+    *CHANNEL_COUNTERS,
+)  # fmt: skip
 
 
 def _now_ms() -> int:
@@ -99,10 +118,16 @@ class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.vhosts: dict[str, VirtualHost] = {}
-        self.users: dict[str, str] = {config.default_user: config.default_pass}
+        self.users = UserStore()
+        self.users.put_user(config.default_user, password=config.default_pass, tags=["administrator"])
+        self.users.set_permission(config.default_user, config.default_vhost, ".*", ".*", ".*")
+        self.alarms: set[str] = set()  # resource alarms in force (none are raised yet)
+        self.started_at = time.time()
+        self.node = f"warrenmq@{socket.gethostname()}"
         self.connections: dict[BrokerConnection, None] = {}
-        self.counters = {"unroutable": 0}
+        self.counters: dict[str, int] = dict.fromkeys(BROKER_COUNTERS, 0)
         self.servers: list[asyncio.Server] = []
+        self.http_runners: list[Any] = []
         self.manager: LogManager | None = None
         self._dirty_queues: dict[Queue, None] = {}
         self._dirty_sessions: dict[ChannelSession, None] = {}
@@ -118,6 +143,8 @@ class Broker:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         cfg = self.config
+        log.info("starting warrenmq %s, node %s, data directory %s, fsync %s",
+                 VERSION, self.node, os.path.abspath(cfg.data_dir), cfg.fsync)  # fmt: skip
         self.log_config = LogConfig(
             fsync=cfg.fsync, fsync_interval_ms=cfg.fsync_interval_ms, segment_bytes=cfg.segment_bytes
         )
@@ -125,9 +152,12 @@ class Broker:
         self.manager = LogManager(cfg.data_dir, self.log_config)
         self.metadata = MetadataStore(self.manager, cfg.fsync)
         self.states = self.manager.offsets_store("queue-state", self.log_config)
+        if not self.users.attach(self.metadata):
+            log.info("first start: created user '%s'", cfg.default_user)
         self._load_definitions()
         for store in self._delayed_stores():
             store.start()
+        await self._start_http()  # before AMQP: "listening for AMQP" means all is up
         for listener in cfg.listeners:
             server = await start_server(
                 lambda conn: BrokerConnection(self, conn),
@@ -144,17 +174,32 @@ class Broker:
                 log.info("listening for AMQP on %s:%d", host, port)
         self._upkeep = asyncio.create_task(self._upkeep_loop())
 
+    async def _start_http(self) -> None:
+        """The management API and the Prometheus endpoint, each on its own listener."""
+        from .http import start_site
+        from .management import build_app as management_app
+        from .metrics import build_app as metrics_app
+
+        for what, listener, build in (
+            ("management HTTP", self.config.management_listener, management_app),
+            ("Prometheus metrics", self.config.prometheus_listener, metrics_app),
+        ):
+            if listener is None:
+                continue
+            runner, port = await start_site(build(self), listener.host, listener.port)
+            self.http_runners.append(runner)
+            log.info("listening for %s on %s:%d", what, listener.host, port)
+
     @property
     def ports(self) -> list[int]:
         return [sock.getsockname()[1] for server in self.servers for sock in server.sockets]
 
     def _load_definitions(self) -> None:
         meta = self.metadata
-        for (name,), _value in meta.items("vhost"):
-            self._add_vhost(name)
+        for (name,), value in meta.items("vhost"):
+            self._add_vhost(name, value.get("description", ""), tuple(value.get("tags", ())))
         if self.config.default_vhost not in self.vhosts:
-            self._add_vhost(self.config.default_vhost)
-            meta.put("vhost", (self.config.default_vhost,), {})
+            self.add_vhost(self.config.default_vhost)
         for (vhost, name), value in meta.items("exchange"):
             if vhost in self.vhosts:
                 self._create_exchange(self.vhosts[vhost], name, value["type"], True,
@@ -185,8 +230,36 @@ class Broker:
             except (KeyError, ChannelError, BindingRejected):
                 log.warning("dropping binding %s -> %s in vhost %s: an end is missing", source, dest, vhost)
 
-    def _add_vhost(self, name: str) -> VirtualHost:
-        vhost = VirtualHost(name)
+    def add_vhost(self, name: str, description: str = "", tags: tuple[str, ...] = ()) -> VirtualHost:
+        """Create a vhost (or update an existing one's description and tags); it is durable."""
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = self._add_vhost(name, description, tags)
+        else:
+            vhost.description, vhost.tags = description, list(tags)
+        self.metadata.put("vhost", (name,), {"description": description, "tags": list(tags)})
+        return vhost
+
+    def delete_vhost(self, name: str) -> bool:
+        """Close its connections (320), delete its queues and exchanges, forget its permissions."""
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            return False
+        for conn in [c for c in self.connections if c.vhost is vhost]:
+            conn.force_close(f"vhost '{name}' is deleted")
+        for queue in list(vhost.queues.values()):
+            self.delete_queue(queue)
+        for exchange in list(vhost.exchanges.values()):
+            if exchange.name in vhost.exchanges:
+                self._remove_exchange(vhost, exchange)
+        del self.vhosts[name]
+        self.metadata.delete("vhost", (name,))
+        self.users.clear_vhost(name)
+        log.info("vhost '%s' deleted", name)
+        return True
+
+    def _add_vhost(self, name: str, description: str = "", tags: tuple[str, ...] = ()) -> VirtualHost:
+        vhost = VirtualHost(name, description, tags)
         self.vhosts[name] = vhost
         self._create_exchange(vhost, "", "direct", True, False, False, {})
         for ex_name, ex_type in DEFAULT_EXCHANGES:
@@ -199,7 +272,7 @@ class Broker:
 
     # ================================================================ auth
     def authenticate(self, username: str, password: str, peer_host: str) -> bool:
-        if self.users.get(username) != password:
+        if self.users.authenticate(username, password) is None:
             return False
         if username in self.config.loopback_users and not _is_loopback(peer_host):
             log.warning("user '%s' can only connect via localhost", username)
@@ -208,9 +281,12 @@ class Broker:
 
     def connection_opened(self, conn: BrokerConnection) -> None:
         self.connections[conn] = None
+        self.counters["connections_opened"] += 1
 
     def connection_closed(self, conn: BrokerConnection) -> None:
-        self.connections.pop(conn, None)
+        if conn in self.connections:
+            del self.connections[conn]
+            self.counters["connections_closed"] += 1
 
     # ============================================================ exchanges
     def _create_exchange(self, vhost: VirtualHost, name: str, type_name: str, durable: bool,
@@ -270,6 +346,7 @@ class Broker:
         if not queues:
             self.counters["unroutable"] += 1
             return ()
+        self.counters["routed"] += len(queues)
         headers = record_headers(flags, exrk, properties)
         now = self.now_ms()
         for queue in queues:
@@ -417,6 +494,7 @@ class Broker:
             for key in QUEUE_ARGUMENT_TYPES:
                 _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
                                        resource, (50, 10))  # fmt: skip
+            self.counters["queues_declared"] += 1
             return existing
         self._check_queue_arguments(vhost, name, arguments)
         topic_name = self._topic_name(vhost.name, name)
@@ -432,6 +510,8 @@ class Broker:
         queue.on_unused_expired = self.delete_queue
         queue.touch()  # x-expires counts from now
         vhost.queues[name] = queue
+        self.counters["queues_declared"] += 1
+        self.counters["queues_created"] += 1
         if exclusive:
             owner.exclusive_queues.append(queue)
         if durable:
@@ -507,6 +587,7 @@ class Broker:
         if queue.deleted or vhost is None:
             return
         queue.deleted = True
+        self.counters["queues_deleted"] += 1
         vhost.queues.pop(queue.name, None)
         for conn in list(self.connections):
             conn.cancel_consumers_of(queue)
@@ -590,16 +671,21 @@ class Broker:
         The copy is enqueued (and so appended at this turn's flush) before the
         source's settled state is written in the same flush: a crash in
         between duplicates rather than loses. Without a dead-letter exchange,
-        or when it is gone, the message is dropped, as RabbitMQ does.
+        or when it is gone, the message is dropped, as RabbitMQ does. Counted
+        as RabbitMQ counts: `dead_lettered_<reason>` when there is an exchange
+        to republish to, `discarded_<reason>` when not.
         """
         dlx = queue.arguments.get("x-dead-letter-exchange")
         if not isinstance(dlx, str):
+            self.counters[f"discarded_{reason}"] += 1
             return
         vhost = self.vhosts.get(queue.vhost)
         exchange = vhost.exchanges.get(dlx) if vhost is not None else None
         if exchange is None:
+            self.counters[f"discarded_{reason}"] += 1
             log.debug("dead-letter exchange '%s' of queue '%s' is missing: dropped", dlx, queue.name)
             return
+        self.counters[f"dead_lettered_{reason}"] += 1
         original_rk = routing_key_of(msg.exchange_rk)
         explicit = bool(msg.flags & FLAG_EXPLICIT_KEY)
         properties = dead_letter_properties(
@@ -637,7 +723,6 @@ class Broker:
                 log.debug("dropping a dead-letter cycle through queue '%s'", target.name)
                 continue
             target.enqueue(now, flags, exrk, properties, msg.body, headers)
-        self.counters[f"dead_lettered_{reason}"] = self.counters.get(f"dead_lettered_{reason}", 0) + 1
 
     # ================================================================ turns
     def _queue_dirty(self, queue: Queue) -> None:
@@ -717,6 +802,8 @@ class Broker:
         """Stop accepting, close connections with 320, flush, fsync, mark a clean shutdown."""
         for server in self.servers:
             server.close()
+        for runner in self.http_runners:
+            await runner.cleanup()
         for store in self._delayed_stores():  # nothing more falls due from here on
             store.stop_timers()
         for conn in list(self.connections):

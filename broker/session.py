@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 UNCONFIRMED_HIGH = 50_000
 UNCONFIRMED_LOW = 10_000
 
+# Per-channel message counters, named as RabbitMQ's management API names its
+# message_stats. Plain int increments on a dict the channel has anyway: the
+# metrics and the management API read them when asked, nothing is pushed.
+CHANNEL_COUNTERS = (
+    "publish", "confirm", "return_unroutable", "drop_unroutable", "deliver", "deliver_no_ack",
+    "get", "get_no_ack", "get_empty", "ack", "redeliver",
+)  # fmt: skip
+
 
 class ConfirmGroup:
     """The publishes of one channel in one turn, confirmed together."""
@@ -71,6 +79,7 @@ class ChannelSession:
         self.transactional = False
         self.tx_publishes: list[tuple[Any, ...]] = []
         self.tx_acks: list[tuple[str, tuple[Any, ...]]] = []
+        self.counters: dict[str, int] = dict.fromkeys(CHANNEL_COUNTERS, 0)
 
     # ------------------------------------------------------------ deliveries
     def next_delivery_tag(self) -> int:
@@ -113,7 +122,9 @@ class ChannelSession:
 
     def ack(self, tag: int, multiple: bool) -> None:
         touched = set()
-        for queue, msg, consumer in self._pop(tag, multiple):
+        entries = self._pop(tag, multiple)
+        self.counters["ack"] += len(entries)
+        for queue, msg, consumer in entries:
             queue.settle(msg.offset)
             if consumer is not None:
                 consumer.unacked -= 1
@@ -208,8 +219,11 @@ class ChannelSession:
     def _send_ready_confirms(self) -> None:
         groups = self._groups
         last_ack = 0
+        acked = 0
         while groups and groups[0].waiting <= 0:
             group = groups.popleft()
+            if group.waiting == 0:
+                acked += group.last_seq - group.first_seq + 1 - len(group.nacks)
             if group.nacks and group.waiting == 0:
                 if last_ack:
                     self.conn.send_confirm(self.number, last_ack, True)
@@ -226,11 +240,18 @@ class ChannelSession:
             self.confirmed_seq = group.last_seq
         if last_ack:
             self.conn.send_confirm(self.number, last_ack, True)
+        self.counters["confirm"] += acked
         if self._backpressure and self.unconfirmed < UNCONFIRMED_LOW:
             self._backpressure = False
             proto = self.conn.transport_protocol
             if proto is not None:
                 proto.resume_reading(f"confirms-{self.number}")
+
+    def fold_counters_into(self, totals: dict[str, int]) -> None:
+        """The channel is closing: add its counts to the broker's, so global totals never go down."""
+        for key, value in self.counters.items():
+            totals[key] = totals.get(key, 0) + value
+        totals["received_confirm"] = totals.get("received_confirm", 0) + self.publish_seq
 
     @property
     def unconfirmed(self) -> int:

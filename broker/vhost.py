@@ -45,6 +45,11 @@ class Exchange:
     sources: set[Exchange] = field(default_factory=set)
     # An x-delayed-message exchange's held messages (broker/delayed.py); None for other types.
     delayed: DelayedStore | None = None
+    # Messages published to this exchange by clients, and the queue copies they routed to.
+    publish_in: int = 0
+    publish_out: int = 0
+    # The user who declared it through the management API ("" when not known).
+    declared_by: str = ""
 
     @property
     def alternate(self) -> str | None:
@@ -65,11 +70,15 @@ class Exchange:
 class VirtualHost:
     """Exchanges and queues of one vhost."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, description: str = "", tags: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.description = description
+        self.tags = list(tags)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.delayed_exchanges = 0  # how many are x-delayed-message (kept by the broker)
+        # Message counters of this vhost's closed channels (open ones keep their own).
+        self.counters: dict[str, int] = {}
 
     def route(
         self, exchange: Exchange, routing_key: str, headers_of: Callable[[], dict[str, Any] | None],

@@ -427,3 +427,30 @@ def test_auto_delete_queue_goes_on_basic_cancel(connect, names):
     tag = ch.basic_consume(q, lambda *a: None)
     ch.basic_cancel(tag)
     wait_gone(conn, q)
+
+
+def test_names_outside_the_old_amqp_domain_are_accepted(connect, names) -> None:
+    """RabbitMQ takes any UTF-8 name: quotes, spaces and non-ASCII come back in every reply."""
+    conn = connect()
+    ch = conn.channel()
+    queue = names('q"uoted ä')
+    exchange = names("ex ä\\")
+    assert ch.queue_declare(queue).method.queue == queue
+    ch.exchange_declare(exchange, "direct")
+    ch.queue_bind(queue, exchange, "k é")
+    returned = []
+    ch.add_on_return_callback(lambda _ch, method, _props, body: returned.append((method, body)))
+    ch.basic_publish(exchange, "k é", b"routed")
+    ch.basic_publish(exchange, "nowhere ü", b"back", mandatory=True)
+    deadline = time.monotonic() + DEADLINE
+    while not returned and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    method, body = returned[0]
+    assert (method.reply_code, method.exchange, method.routing_key, body) == (
+        312, exchange, "nowhere ü", b"back",
+    )  # fmt: skip
+    got, _props, body = ch.basic_get(queue, auto_ack=True)
+    assert (got.exchange, got.routing_key, body) == (exchange, "k é", b"routed")
+    ch.queue_delete(queue)
+    ch.exchange_delete(exchange)
+    conn.close()

@@ -102,5 +102,5 @@ def test_guest_may_log_in_from_loopback_only() -> None:
     assert broker.authenticate("guest", "guest", "::1")
     assert not broker.authenticate("guest", "guest", "192.0.2.10")
     assert not broker.authenticate("guest", "wrong", "127.0.0.1")
-    other = Broker(BrokerConfig(default_user="app", default_pass="pw"))
+    other = Broker(BrokerConfig(default_user="app", default_pass="pw", loopback_users=["guest"]))
     assert other.authenticate("app", "pw", "192.0.2.10")  # only loopback_users are limited

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 _LISTENING = re.compile(r"listening for AMQP on [^:]+:(\d+)")
+_HTTP = re.compile(r"listening for (management HTTP|Prometheus metrics) on [^:]+:(\d+)")
 
 
 class BrokerProcess:
@@ -26,17 +27,28 @@ class BrokerProcess:
         self.fsync = fsync
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.management_port = 0  # 0 while off (pass --management off)
+        self.prometheus_port = 0
         self.log_lines: list[str] = []
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}/metrics"
+
     def start(self, timeout: float = 30.0) -> BrokerProcess:
         args = [
             sys.executable, "-m", "warrenmq.broker.cli", "serve",
             "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir),
-            "--fsync", self.fsync, *self.extra_args,
+            "--fsync", self.fsync, "--management", "127.0.0.1:0", "--prometheus", "127.0.0.1:0",
+            *self.extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
@@ -47,6 +59,12 @@ class BrokerProcess:
         def read() -> None:
             for line in self.proc.stderr:
                 self.log_lines.append(line)
+                http = _HTTP.search(line)
+                if http:
+                    if http.group(1) == "management HTTP":
+                        self.management_port = int(http.group(2))
+                    else:
+                        self.prometheus_port = int(http.group(2))
                 m = _LISTENING.search(line)
                 if m and not port_found.is_set():
                     self.port = int(m.group(1))
