@@ -11,6 +11,8 @@ import sys
 
 from .config import BrokerConfig, ConfigError, apply_overrides, configure_logging, load_config
 from .server import Broker
+from .topology.desired import Desired
+from .topology.startup import StartupRefused, load_for_start
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="management HTTP API listener (default 127.0.0.1:15672)")  # fmt: skip
     serve.add_argument("--prometheus", metavar="HOST:PORT|off",
                        help="Prometheus /metrics listener (default 127.0.0.1:15692)")  # fmt: skip
+    serve.add_argument("--topology", metavar="FILE",
+                       help="create this topology file's entities at start (see docs/topology.md)")  # fmt: skip
     from . import ctl, logdump
+    from .topology import command as topology
 
     ctl.add_parser(sub)
     logdump.add_parser(sub)
+    topology.add_parser(sub)
     return parser
 
 
@@ -53,13 +59,19 @@ def load(args: argparse.Namespace) -> BrokerConfig:
             "log_level": args.log_level,
             "management_listener": args.management,
             "prometheus_listener": args.prometheus,
+            "topology": args.topology,
         },
     )
 
 
-async def serve(config: BrokerConfig) -> None:
+async def serve(config: BrokerConfig, topology: Desired | None = None) -> None:
     broker = Broker(config)
-    await broker.start()
+    broker.startup_topology = topology
+    try:
+        await broker.start()
+    except StartupRefused:
+        await broker.stop()  # nothing was listening yet; close the logs cleanly
+        raise
     gc.collect()
     gc.freeze()  # start-up objects never need collecting again
     stop = asyncio.Event()
@@ -81,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warrenmq: {exc}", file=sys.stderr)
         return 2
     configure_logging(config)
+    try:
+        topology = load_for_start(config.topology) if config.topology else None
+    except StartupRefused as exc:
+        print(f"warrenmq: {exc}", file=sys.stderr)
+        return 2
     gc.set_threshold(50_000, 20, 20)
     try:
         import uvloop
@@ -88,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         uvloop = None
     try:
         if uvloop is not None:
-            uvloop.run(serve(config))
+            uvloop.run(serve(config, topology))
         else:
-            asyncio.run(serve(config))
+            asyncio.run(serve(config, topology))
     except OSError as exc:
         print(f"warrenmq: {exc}", file=sys.stderr)
         return 1
+    except StartupRefused as exc:
+        print(f"warrenmq: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -55,6 +55,8 @@ class BrokerConfig:
     # HTTP listeners; None turns one off. The ports are RabbitMQ's.
     management_listener: Listener | None = field(default_factory=lambda: Listener("127.0.0.1", 15672))
     prometheus_listener: Listener | None = field(default_factory=lambda: Listener("127.0.0.1", 15692))
+    # A topology file whose entities are created at start (docs/topology.md).
+    topology: str | None = None
 
     def replace(self, **changes: Any) -> BrokerConfig:
         return dataclasses.replace(self, **changes)
@@ -154,6 +156,7 @@ SCHEMA: dict[str, Callable[[Any], Any]] = {
     "log_levels": _levels,
     "management_listener": _optional_listener,
     "prometheus_listener": _optional_listener,
+    "topology": _str,
 }
 # Nested spellings accepted in files, mapped to the flat fields above.
 NESTED = {"default_user": {"username": "default_user", "password": "default_pass"}}

@@ -94,9 +94,9 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-delayed-retry-min": (int,),
     "x-delayed-retry-max": (int,),
 }
-_OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
-_RETRY_TYPES = ("disabled", "all", "failed", "returned")
-_MAX_EXPIRY = 315_360_000_000  # rabbit_misc:check_expiry: ten years, in milliseconds
+OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+RETRY_TYPES = ("disabled", "all", "failed", "returned")
+MAX_EXPIRY = 315_360_000_000  # rabbit_misc:check_expiry: ten years, in milliseconds
 # Broker.counters' keys (docs/metrics.md), a plain dict: "routed" is bumped per publish.
 # A closing channel adds its own counts (CHANNEL_COUNTERS) and "received_confirm".
 BROKER_COUNTERS = (
@@ -138,6 +138,7 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._upkeep: asyncio.Task | None = None
         self.now_ms = _now_ms
+        self.startup_topology: Any = None  # a topology file to apply at start (serve --topology)
 
     # ================================================================= start
     async def start(self) -> None:
@@ -155,6 +156,10 @@ class Broker:
         if not self.users.attach(self.metadata):
             log.info("first start: created user '%s'", cfg.default_user)
         self._load_definitions()
+        if self.startup_topology is not None:
+            from .topology.startup import apply_at_start  # a cycle at import time
+
+            apply_at_start(self, self.startup_topology)
         for store in self._delayed_stores():
             store.start()
         await self._start_http()  # before AMQP: "listening for AMQP" means all is up
@@ -543,15 +548,15 @@ class Broker:
                     error = "{value_zero,0}"
                 elif value < 0:
                     error = f"{{value_negative,{value}}}"
-                elif key in ("x-message-ttl", "x-expires") and value > _MAX_EXPIRY:
+                elif key in ("x-message-ttl", "x-expires") and value > MAX_EXPIRY:
                     error = f"{{value_too_large,{value}}}"
                 elif key == "x-max-priority" and value > 255:
                     error = f"{{max_value_exceeded,{value}}}"
             elif not isinstance(value, types) or isinstance(value, bool) and bool not in types:
                 error = f"{{unacceptable_type,{_arg_type(value)}}}"
-            elif key == "x-overflow" and value not in _OVERFLOW_MODES:
+            elif key == "x-overflow" and value not in OVERFLOW_MODES:
                 error = "invalid_overflow"
-            elif key == "x-delayed-retry-type" and value not in _RETRY_TYPES:
+            elif key == "x-delayed-retry-type" and value not in RETRY_TYPES:
                 error = f"{{invalid_delayed_retry_type,{value}}}"
             elif key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
                 error = "routing_key_but_no_dlx_defined"

@@ -17,8 +17,9 @@ import logging
 from typing import Any
 
 from ..server import VERSION
-from ..users import UnknownHashingAlgorithm
+from ..users import UnknownHashingAlgorithm, User
 from . import operations
+from .auth import Caller
 from .bindings import vhost_bindings
 from .convert import parse_bool, parse_tags, table, to_json
 from .errors import ApiError, bad_request
@@ -27,6 +28,7 @@ from .views import API_VERSION
 
 log = logging.getLogger("warrenmq.management")
 UNSUPPORTED = ("policies", "parameters", "global_parameters", "topic_permissions")
+INTERNAL_USER = "rmq-internal"
 
 
 # ------------------------------------------------------------------ export
@@ -118,7 +120,18 @@ def _field(item: dict[str, Any], key: str, what: str) -> Any:
 
 
 def import_definitions(req: ApiRequest, doc: dict[str, Any], only_vhost: Any = None) -> None:
-    broker, caller = req.broker, req.caller.trusting()
+    import_into(req.broker, req.caller.trusting(), doc, only_vhost)
+
+
+def internal_administrator(broker: Any) -> Caller:
+    """The caller of an import with no HTTP request (a topology file at start): an
+    administrator, trusted as an importing one is; RabbitMQ names it rmq-internal."""
+    user = User(INTERNAL_USER, password_hash="", tags=["administrator"])
+    return Caller(broker, user).trusting()
+
+
+def import_into(broker: Any, caller: Caller, doc: dict[str, Any], only_vhost: Any = None) -> None:
+    """Create what is missing and check what exists; ApiError (400) at the first refusal."""
     for key in UNSUPPORTED:
         if doc.get(key):
             log.warning("definitions import: skipping %d %s (not supported)", len(doc[key]), key)
