@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from ..ctl import DEFAULT_URL, CtlError, ManagementClient, _url
+from . import graph
 from .apply import ApplyError, apply_plan, refused_replaces
 from .desired import Desired, read_topology
 from .export import FORMATS, live_definitions, only_vhost, render
@@ -20,12 +21,6 @@ from .plan import Plan, make_plan
 from .problems import TopologyError
 
 PROG = "warrenmq topology"
-
-try:
-    from . import graph as _graph
-except ImportError:  # drawing is optional: the other commands work without it
-    _graph = None
-
 
 class CommandError(Exception):
     """A failure reported on stderr; the command exits 1."""
@@ -152,9 +147,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="yaml: a topology file (default); definitions: RabbitMQ definitions JSON")  # fmt: skip
     export.add_argument("--vhost", help="only this vhost (default: all, with users)")
 
-    add_graph_parser = getattr(_graph, "add_graph_parser", None)
-    if add_graph_parser is not None:
-        add_graph_parser(commands)
+    graph.add_graph_parser(commands)
 
 
 def run(handler: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
