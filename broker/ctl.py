@@ -289,6 +289,31 @@ def cmd_get(client: ManagementClient, args: argparse.Namespace) -> None:
         print(format_message(number, message))
 
 
+def cmd_replay(client: ManagementClient, args: argparse.Namespace) -> None:
+    """Publish records of a queue's log again (a warrenmq endpoint; RabbitMQ has none)."""
+    body: dict[str, Any] = {"all": args.all}
+    if args.from_offset is not None:
+        body["from_offset"] = args.from_offset
+    else:  # epoch ms as a number, anything else for the broker to read as ISO 8601
+        text = args.from_time.strip()
+        body["from_time"] = int(text) if text.isdigit() else text
+    for key, value in (("to_offset", args.to_offset), ("limit", args.limit), ("to_queue", args.to)):
+        if value is not None:
+            body[key] = value
+    if args.to_origin:
+        body["to_origin"] = True
+    counts = client.request("POST", api_path("queues", args.vhost, args.queue, "replay"), body)
+    if args.json:
+        _print_json(counts)
+        return
+    counts = counts or {}
+    where = ("each record's origin exchange" if args.to_origin
+             else f"queue {(args.to or args.queue)!r}")  # fmt: skip
+    print(f"replayed {counts.get('replayed', 0)} records of queue {args.queue!r} into {where}: "
+          f"skipped {counts.get('skipped', 0)}, unroutable {counts.get('unroutable', 0)}, "
+          f"refused {counts.get('refused', 0)}; next offset {counts.get('next_offset', '')}")  # fmt: skip
+
+
 def format_message(number: int, message: dict[str, Any]) -> str:
     """One fetched message as "field: value" lines, the payload last (it may span lines)."""
     exchange = message.get("exchange", "")
@@ -346,6 +371,16 @@ def _positive(text: str) -> int:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return number
+
+
+def _non_negative(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
     return number
 
 
@@ -435,6 +470,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="what happens to them afterwards (default ack_requeue_true)")  # fmt: skip
     get.add_argument("--encoding", choices=("auto", "base64"), default="auto",
                      help="auto: text as is, binary as base64 (default auto)")  # fmt: skip
+
+    replay = command(commands, "replay", cmd_replay,
+                     "publish records of a queue's log again (settled ones unless --all)")  # fmt: skip
+    replay.add_argument("queue")
+    start = replay.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-offset", type=_non_negative, metavar="N", help="start at offset N")
+    start.add_argument("--from-time", metavar="T",
+                       help="start at the first record published at or after T "
+                            "(ISO 8601, or ms since the epoch)")  # fmt: skip
+    replay.add_argument("--to-offset", type=_non_negative, metavar="N", help="stop before offset N")
+    replay.add_argument("--limit", type=_positive, metavar="K", help="at most K records")
+    target = replay.add_mutually_exclusive_group()
+    target.add_argument("--to", metavar="QUEUE", help="into this queue (default: the same queue)")
+    target.add_argument("--to-origin", action="store_true",
+                        help="dead-lettered records back to the exchange and routing key "
+                             "of their first x-death entry")  # fmt: skip
+    replay.add_argument("--all", action="store_true",
+                        help="unsettled records too (default: only settled ones)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,6 +46,7 @@ from .message import (
     priority,
     split_record_headers,
 )
+from .retention import RetentionTimer, releasable_below, retain_settled_ms
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -179,6 +180,9 @@ class Queue:
         self._unused_timer: asyncio.TimerHandle | None = None
         # Set by the broker: dead-letters a message that leaves this queue unconsumed.
         self.on_dead_letter: Callable[[Queue, Message, str], None] | None = None
+        # x-retain-settled (retention.py): settled segments stay this long, for replay.
+        self.retain_settled_ms = retain_settled_ms(arguments)
+        self._retention_timer = RetentionTimer(self._retention_due, self.now_ms)
         # This turn's appends, and what is kept in memory for delivery.
         self._pending: list[tuple[int, None, bytes, bytes]] = []
         self._pending_msgs: list[tuple[int, bytes, bytes, bytes, int]] = []
@@ -195,6 +199,8 @@ class Queue:
         self.counters = {"published": 0, "delivered": 0, "acked": 0, "redelivered": 0,
                          "get": 0, "get_no_ack": 0, "get_empty": 0, "deliver_no_ack": 0}  # fmt: skip
         self._restore(state)
+        if self.retain_settled_ms is not None:
+            self.release_settled_segments()  # what fell due while the broker was down
 
     # ---------------------------------------------------------------- restore
     def _restore(self, state: bytes | None) -> None:
@@ -605,10 +611,18 @@ class Queue:
         return min(self.outstanding) if self.outstanding else self.cursor
 
     def release_settled_segments(self) -> None:
-        """Delete whole segments that hold only settled messages."""
+        """Delete whole segments of settled messages (with x-retain-settled: once old enough)."""
+        below = self.settled_below
+        if self.retain_settled_ms is not None:
+            below, due = releasable_below(self.log.segments, below, self.retain_settled_ms, self.now_ms())
+            self._retention_timer.arm(due)
         segments = self.log.segments
-        if len(segments) > 1 and segments[1].base_offset <= self.settled_below:
-            self.log.delete_segments_below(self.settled_below)
+        if len(segments) > 1 and segments[1].base_offset <= below:
+            self.log.delete_segments_below(below)
+
+    def _retention_due(self) -> None:
+        if not self.deleted and not self.log.closed:
+            self.release_settled_segments()
 
     # ------------------------------------------------------------- expiry
     def _track_expiry(self, msg: Message) -> None:

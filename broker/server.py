@@ -36,6 +36,7 @@ from warrenmq.exchanges import (
 )
 from warrenmq.logstore import LogConfig, LogManager
 
+from . import retention
 from .config import BrokerConfig
 from .deadletter import (
     dead_letter_properties,
@@ -93,6 +94,7 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-delayed-retry-type": (str,),
     "x-delayed-retry-min": (int,),
     "x-delayed-retry-max": (int,),
+    "x-retain-settled": (int,),
 }
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 RETRY_TYPES = ("disabled", "all", "failed", "returned")
@@ -548,7 +550,7 @@ class Broker:
                     error = "{value_zero,0}"
                 elif value < 0:
                     error = f"{{value_negative,{value}}}"
-                elif key in ("x-message-ttl", "x-expires") and value > MAX_EXPIRY:
+                elif key in ("x-message-ttl", "x-expires", "x-retain-settled") and value > MAX_EXPIRY:
                     error = f"{{value_too_large,{value}}}"
                 elif key == "x-max-priority" and value > 255:
                     error = f"{{max_value_exceeded,{value}}}"
@@ -794,13 +796,14 @@ class Broker:
                 self._loop.call_soon(self.flush)
 
     async def _upkeep_loop(self) -> None:
-        """Now and then: write recovery points (so a crash re-checks little)."""
+        """Now and then: write recovery points (so a crash re-checks little), drop old segments."""
         while True:
             await asyncio.sleep(30)
             try:
                 self.manager.checkpoint()
             except Exception:
                 log.exception("checkpoint failed")
+            retention.sweep(q for vhost in self.vhosts.values() for q in vhost.iter_queues())
 
     # ================================================================ stop
     async def stop(self) -> None:

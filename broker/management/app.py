@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 from typing import Any
@@ -73,6 +74,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         query = {k: request.query.getone(k) for k in request.query}
         api_request = ApiRequest(state, caller, method, params, query, request.headers, body)
         result = handler(api_request)
+        if inspect.isawaitable(result):  # a handler that waits (for durability, say)
+            result = await result
     except ApiError as exc:
         return _error_response(exc)
     except Exception:
