@@ -38,6 +38,8 @@ from .message import (
     record_headers,
 )
 from .session import ChannelSession
+from .stream import StreamQueue
+from .stream_consumer import consume_stream
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -357,9 +359,10 @@ class BrokerConnection(ConnectionHandler):
         queue.touch()
         if not m.nowait:
             queue.flush_appends()
+            # RabbitMQ counts no consumers on a stream here (its consumers are its channels' readers).
+            consumers = 0 if isinstance(queue, StreamQueue) else len(queue.consumers)
             self.conn.send_method(
-                session.number,
-                replies.DeclareOk(queue.name, queue.message_count, len(queue.consumers)),
+                session.number, replies.DeclareOk(queue.name, queue.message_count, consumers)
             )
 
     def _Queue_Bind(self, session: ChannelSession, m: Any) -> None:
@@ -418,6 +421,8 @@ class BrokerConnection(ConnectionHandler):
             session.global_prefetch = m.prefetch_count
         else:
             session.prefetch_count = m.prefetch_count
+        # RabbitMQ's channel limiter: on with a global limit, off after any other basic.qos.
+        session.limiter_active = bool(m.global_ and m.prefetch_count)
         self.conn.send_method(session.number, commands.Basic.QosOk())
         for consumer in list(session.consumers.values()):
             consumer.queue.dispatch()
@@ -429,6 +434,9 @@ class BrokerConnection(ConnectionHandler):
             raise ConnectionError(
                 NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", 60, 20
             )
+        if isinstance(queue, StreamQueue):
+            consume_stream(self.conn, session, queue, tag, m)
+            return
         if m.exclusive and queue.consumers:
             raise ChannelError(
                 ACCESS_REFUSED,

@@ -65,6 +65,9 @@ from .message import (
 from .metadata import MetadataStore, decode_arguments, encode_arguments
 from .queue import Queue
 from .session import CHANNEL_COUNTERS
+from .stream import StreamQueue, apply_stream_retention
+from .stream_declare import STREAM_ARGUMENTS, check_stream_declare, is_stream, stream_log_config
+from .stream_offsets import ConsumerOffsets
 from .users import UserStore
 from .vhost import DEFAULT_EXCHANGES, Exchange, VirtualHost
 
@@ -155,6 +158,7 @@ class Broker:
         self.manager = LogManager(cfg.data_dir, self.log_config)
         self.metadata = MetadataStore(self.manager, cfg.fsync)
         self.states = self.manager.offsets_store("queue-state", self.log_config)
+        self.stream_offsets = ConsumerOffsets(self.manager.offsets_store("consumer-offsets", self.log_config))
         if not self.users.attach(self.metadata):
             log.info("first start: created user '%s'", cfg.default_user)
         self._load_definitions()
@@ -218,6 +222,14 @@ class Broker:
                 continue
             topic = self._topic_name(vhost, name)
             kept_topics.add(topic)
+            arguments = decode_arguments(value["arguments"])
+            if is_stream(arguments):
+                part = self.manager.get_or_create_topic(topic, 1, stream_log_config(self.log_config, arguments))
+                self.vhosts[vhost].queues[name] = StreamQueue(
+                    vhost, name, part.partition(0), arguments=arguments, on_dirty=self._queue_dirty,
+                    offsets=self.stream_offsets,
+                )  # fmt: skip
+                continue
             part = self.manager.get_or_create_topic(topic, 1, self.log_config).partition(0)
             queue = Queue(
                 vhost, name, part, durable=True, exclusive_owner=None,
@@ -498,21 +510,32 @@ class Broker:
                 (("durable", durable, existing.durable), ("auto_delete", auto_delete, existing.auto_delete)),
                 (50, 10),
             )
-            for key in QUEUE_ARGUMENT_TYPES:
+            for key in (*QUEUE_ARGUMENT_TYPES, *STREAM_ARGUMENTS):
                 _check_arg_equivalence(key, arguments.get(key), existing.arguments.get(key),
                                        resource, (50, 10))  # fmt: skip
             self.counters["queues_declared"] += 1
             return existing
-        self._check_queue_arguments(vhost, name, arguments)
+        stream = is_stream(arguments)
+        if stream:
+            check_stream_declare(vhost.name, name, arguments, durable=durable, exclusive=exclusive,
+                                 auto_delete=auto_delete, server_named=server_named)  # fmt: skip
+        else:
+            self._check_queue_arguments(vhost, name, arguments)
         topic_name = self._topic_name(vhost.name, name)
         if self.manager.topic(topic_name) is not None:
             self.manager.delete_topic(topic_name)
         config = self.log_config if durable else self.transient_log_config
+        if stream:
+            config = stream_log_config(config, arguments)
         part = self.manager.create_topic(topic_name, 1, config).partition(0)
-        queue = Queue(
-            vhost.name, name, part, durable=durable, exclusive_owner=owner if exclusive else None,
-            auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
-        )  # fmt: skip
+        if stream:
+            queue = StreamQueue(vhost.name, name, part, arguments=dict(arguments),
+                                on_dirty=self._queue_dirty, offsets=self.stream_offsets)  # fmt: skip
+        else:
+            queue = Queue(
+                vhost.name, name, part, durable=durable, exclusive_owner=owner if exclusive else None,
+                auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
+            )  # fmt: skip
         queue.on_dead_letter = self.dead_letter
         queue.on_unused_expired = self.delete_queue
         queue.touch()  # x-expires counts from now
@@ -610,6 +633,8 @@ class Broker:
         if queue.durable:
             self.metadata.delete("queue", (queue.vhost, queue.name))
             self.states.delete(queue.state_key)
+        if isinstance(queue, StreamQueue):
+            queue.forget_consumer_offsets()
         self._dirty_queues.pop(queue, None)
         self.manager.delete_topic(self._topic_name(queue.vhost, queue.name))
 
@@ -804,6 +829,7 @@ class Broker:
             except Exception:
                 log.exception("checkpoint failed")
             retention.sweep(q for vhost in self.vhosts.values() for q in vhost.iter_queues())
+            apply_stream_retention(q for vhost in self.vhosts.values() for q in vhost.iter_queues())
 
     # ================================================================ stop
     async def stop(self) -> None:

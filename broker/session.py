@@ -66,6 +66,7 @@ class ChannelSession:
         self.consumer_unacked = 0
         self.prefetch_count = 0  # default for new consumers (global=False)
         self.global_prefetch = 0  # channel-wide limit (global=True)
+        self.limiter_active = False  # RabbitMQ's: the last basic.qos set a global limit (streams refuse it)
         self.flow_active = True
         self.last_queue: str | None = None  # for queue methods with an empty name
         # Confirms.

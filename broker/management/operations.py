@@ -68,7 +68,10 @@ def purge_queue(caller: Caller, vhost: Any, queue: Any) -> int:
     _require(caller, vhost.name, "read", queue.name)
     if queue.exclusive_owner is not None:
         raise errors.from_declare(_locked(queue))
-    return queue.purge()
+    try:
+        return queue.purge()
+    except AMQPError as exc:  # a stream refuses it: 400 with the text, as RabbitMQ's API
+        raise errors.from_declare(exc) from None
 
 
 def declare_exchange(caller: Caller, vhost: Any, name: str, type_name: str, durable: bool,
