@@ -5,6 +5,10 @@ left out, friendly keys wherever they say the same as the argument
 (`ttl: 1m` for `x-message-ttl: 60000`), durations and sizes in the largest
 unit that divides them evenly. Loading the output gives back the same
 definitions, so `export` then `apply` changes nothing.
+
+A complete super stream (its exchange, partitions and bindings exactly as
+the `super-streams` entry expands) is written back as that entry; anything
+less stays plain entities. Retry ladders come out expanded.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import yaml
 
 from .entries import sort_key
 from .keys import DEFAULT_HASHING, EXCHANGE_ARGUMENTS, QUEUE_ARGUMENTS
+from .superstream import FRIENDLY_ARGUMENTS, SuperStream, split_super_streams
 from .units import format_duration, format_size
 
 SECTIONS = ("vhosts", "users", "permissions", "exchanges", "queues", "bindings")
@@ -133,12 +138,34 @@ def _binding(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _super_stream(stream: SuperStream) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": stream.name}
+    if stream.vhost != "/":
+        out["vhost"] = stream.vhost
+    if stream.numbered:
+        out["partitions"] = len(stream.routing_keys)
+    else:
+        out["routing-keys"] = list(stream.routing_keys)
+    arguments = dict(stream.arguments)
+    for key, (argument, _) in FRIENDLY_ARGUMENTS.items():
+        if argument not in arguments:
+            continue
+        if argument == "x-max-age":  # checked already: written as RabbitMQ takes it
+            out[key] = arguments.pop(argument)
+        elif _whole(arguments[argument]):  # a size; anything else is left in arguments, as-is
+            out[key] = format_size(arguments.pop(argument))
+    if arguments:
+        out["arguments"] = dict(sorted(arguments.items()))
+    return out
+
+
 WRITERS = {"vhosts": _vhost, "users": _user, "permissions": _permission, "exchanges": _exchange,
            "queues": _queue, "bindings": _binding}  # fmt: skip
 
 
 def to_friendly(definitions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """The YAML format's document (plain data) of a valid definitions document."""
+    streams, definitions = split_super_streams(definitions)
     doc: dict[str, list[dict[str, Any]]] = {}
     for section in SECTIONS:
         items = sorted(
@@ -148,6 +175,8 @@ def to_friendly(definitions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         unique = list({json.dumps(w, sort_keys=True, default=str): w for w in written}.values())
         if unique:
             doc[section] = unique  # an entity listed twice alike is one entity
+    if streams:
+        doc["super-streams"] = [_super_stream(stream) for stream in streams]
     return doc
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from .units import parse_duration, parse_size
 
-TOP_LEVEL = ("vhosts", "users", "permissions", "exchanges", "queues", "bindings", "retry")
+TOP_LEVEL = (
+    "vhosts", "users", "permissions", "exchanges", "queues", "bindings", "retry", "super-streams",
+)  # fmt: skip
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "vhosts": ("name", "description", "tags"),
@@ -25,6 +27,8 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
                "delivery-limit", "arguments"),
     "bindings": ("vhost", "from", "to", "to-exchange", "routing-key", "arguments"),
     "retry": ("vhost", "queue", "delays", "then", "mode"),
+    "super-streams": ("name", "vhost", "partitions", "routing-keys", "max-age", "max-length-bytes",
+                      "stream-max-segment-size-bytes", "arguments"),
 }  # fmt: skip
 
 # Friendly key -> (argument, converter or None for as-is). `type` is handled apart.

@@ -19,6 +19,7 @@ from .normalize import FriendlyReader
 from .problems import Problem, TopologyError
 from .retry import RetryLadder, expand_retries
 from .source import read_text
+from .superstream import SuperStream, expand_super_streams
 from .validate import validate_entries
 
 DEFINITIONS_MARKERS = ("rabbit_version", "rabbitmq_version", "queues", "exchanges", "bindings")
@@ -27,10 +28,11 @@ VERSION_MARKERS = ("rabbit_version", "rabbitmq_version")
 
 @dataclass
 class Topology:
-    """A checked topology: its definitions, its retry ladders, and where each entity was written."""
+    """A checked topology: its definitions, its shorthands, and where each entity was written."""
 
     definitions: dict[str, list[dict[str, Any]]]
     retries: list[RetryLadder] = field(default_factory=list)
+    super_streams: list[SuperStream] = field(default_factory=list)
     file: str = "<topology>"
     # User -> the password the file gave in clear (definitions keep only a salted hash).
     passwords: dict[str, str] = field(default_factory=dict)
@@ -81,14 +83,15 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(unique, key=lambda p: (p.line is None, p.line or 0))
 
 
-def _topology(
-    entries: list[Entry], retries: list[RetryLadder], file: str, passwords: dict[str, str]
-) -> Topology:
+def _topology(entries: list[Entry], retries: list[RetryLadder], super_streams: list[SuperStream],
+              file: str, passwords: dict[str, str]) -> Topology:  # fmt: skip
     locations: dict[tuple[Any, ...], tuple[str, int | None]] = {}
     for entry in entries:
         key = (entry.kind, *identity(entry.kind, entry.body))
         locations.setdefault(key, (file, entry.line))
-    return Topology(to_definitions(entries), list(retries), file, passwords, locations)
+    return Topology(
+        to_definitions(entries), list(retries), list(super_streams), file, passwords, locations
+    )
 
 
 def load(source: str | Path = "<topology>", *, text: str | None = None) -> Topology:
@@ -113,6 +116,7 @@ def load(source: str | Path = "<topology>", *, text: str | None = None) -> Topol
     elif problems and value is None:
         raise TopologyError(problems)
     retries: list[RetryLadder] = []
+    super_streams: list[SuperStream] = []
     if as_json is not None or is_definitions_document(text, value):
         reader: DefinitionsReader | FriendlyReader = DefinitionsReader(file, lines)
         reader.read(value)
@@ -120,14 +124,16 @@ def load(source: str | Path = "<topology>", *, text: str | None = None) -> Topol
         reader = FriendlyReader(file, lines)
         reader.read(value)
         retries = reader.retries
+        super_streams = reader.super_streams
     problems += reader.problems
     entries = reader.entries
     problems += expand_retries(retries, entries, file)
+    problems += expand_super_streams(super_streams, entries, file)
     unique, found = validate_entries(entries, file)
     problems += found
     if problems:
         raise TopologyError(_sorted(problems))
-    return _topology(unique, retries, file, reader.passwords)
+    return _topology(unique, retries, super_streams, file, reader.passwords)
 
 
 def validate_definitions(

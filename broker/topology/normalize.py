@@ -1,4 +1,4 @@
-"""The YAML format -> entities in definitions form (and the retry entries, expanded later).
+"""The YAML format -> entities in definitions form (and the shorthand entries, expanded later).
 
 This step maps friendly keys to RabbitMQ's fields and arguments
 (`ttl: 30s` -> `arguments["x-message-ttl"] = 30000`), fills the defaults, and
@@ -27,6 +27,7 @@ from .keys import (
 from .reader import EXCLUSIVE_QUEUE, Reader, type_name
 from .retry import RetryLadder
 from .source import KeyPath
+from .superstream import SuperStream, read_super_stream
 from .units import parse_duration
 
 
@@ -49,6 +50,7 @@ class FriendlyReader(Reader):
         super().__init__(file, lines)
         self.entries: list[Entry] = []
         self.retries: list[RetryLadder] = []
+        self.super_streams: list[SuperStream] = []
         self.passwords: dict[str, str] = {}
 
     def read(self, doc: Any) -> None:
@@ -61,7 +63,7 @@ class FriendlyReader(Reader):
         for section, read_item in (
             ("vhosts", self._vhost), ("users", self._user), ("permissions", self._permission),
             ("exchanges", self._exchange), ("queues", self._queue), ("bindings", self._binding),
-            ("retry", self._retry),
+            ("retry", self._retry), ("super-streams", self._super_stream),
         ):  # fmt: skip
             for path, item in self.items(doc, section):
                 self.unknown_keys(item, path, SECTION_KEYS[section])
@@ -234,6 +236,11 @@ class FriendlyReader(Reader):
             path=path_text, line=line,
             delay_lines=tuple(self.line((*path, "delays", i)) for i in range(len(delays))),
         ))  # fmt: skip
+
+    def _super_stream(self, path: KeyPath, item: dict[str, Any]) -> None:
+        stream = read_super_stream(self, path, item)
+        if stream is not None:
+            self.super_streams.append(stream)
 
     def _delays(self, path: KeyPath, value: Any) -> list[int] | None:
         if value is None:

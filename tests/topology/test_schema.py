@@ -20,7 +20,8 @@ from warrenmq.exchanges import EXCHANGE_TYPES
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "topology.schema.json"
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 ITEM = {"vhosts": "vhost", "users": "user", "permissions": "permission", "exchanges": "exchange",
-        "queues": "queue", "bindings": "binding", "retry": "retry"}  # fmt: skip
+        "queues": "queue", "bindings": "binding", "retry": "retry",
+        "super-streams": "super-stream"}  # fmt: skip
 
 
 def _item_schema(section: str) -> dict[str, Any]:
@@ -53,6 +54,7 @@ MINIMAL: dict[str, tuple[dict[str, Any], str]] = {
     "queues": ({"name": "q"}, ""),
     "bindings": ({"from": "amq.direct", "to": "q"}, "queues: [{name: q}]\n"),
     "retry": ({"queue": "w", "delays": ["1s"], "then": "p"}, ""),
+    "super-streams": ({"name": "s", "partitions": 2}, ""),
 }  # fmt: skip
 
 
@@ -64,7 +66,7 @@ def test_required_keys_are_what_the_loader_requires(section: str) -> None:
     required = set(schema.get("required", []))
     for alternatives in schema.get("oneOf", []):
         required |= set(alternatives["required"])
-    assert required <= set(item) | {"password_hash", "to-exchange"}
+    assert required <= set(item) | {"password_hash", "to-exchange", "routing-keys"}
     for key in item:
         text = context + f"{section}: [{json.dumps({k: v for k, v in item.items() if k != key})}]\n"
         try:
