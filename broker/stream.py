@@ -89,6 +89,7 @@ class StreamQueue:
         self._tail_bytes = 0
         self._rr = 0
         self._dispatch_scheduled = False
+        self._commit_noted = False
 
     # ------------------------------------------------------------- publishing
     def enqueue(self, timestamp: int, flags: int, exchange_rk: bytes, properties: bytes,
@@ -104,6 +105,7 @@ class StreamQueue:
 
     def flush_appends(self) -> int:
         """Write this turn's batch and committed offsets, then deliver; returns messages written."""
+        self._commit_noted = False
         records = self._pending
         n = len(records)
         if n:
@@ -142,12 +144,12 @@ class StreamQueue:
             del self._tail[:cut]
             self._tail_base += cut
 
-    def from_tail(self, offset: int) -> Message | None:
-        """A recent message kept in memory, None when it is not there."""
+    def tail_slice(self, offset: int, n: int) -> list[Message]:
+        """Up to n recent messages kept in memory from offset on; empty when it is not there."""
         i = offset - self._tail_base
         if 0 <= i < len(self._tail):
-            return self._tail[i]
-        return None
+            return self._tail[i : i + n]
+        return []
 
     # --------------------------------------------------------------- delivery
     def dispatch(self) -> None:
@@ -180,8 +182,10 @@ class StreamQueue:
         self.dispatch()
 
     def note_commit(self) -> None:
-        """A tracked consumer committed: have the end-of-turn flush write it."""
-        self._on_dirty(self)
+        """A tracked consumer committed: have the end-of-turn flush write it (once per turn)."""
+        if not self._commit_noted:
+            self._commit_noted = True
+            self._on_dirty(self)
 
     def add_consumer(self, consumer: StreamConsumer) -> None:
         self.consumers.append(consumer)

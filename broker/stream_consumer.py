@@ -68,46 +68,76 @@ class StreamConsumer(Consumer):
         return self.unacked < self.prefetch and self.channel.owner.writable
 
     def pump(self, budget: int) -> int:
-        """Deliver what the credit allows, at most budget messages; returns how many."""
+        """Deliver what the credit allows, at most budget messages; returns how many.
+
+        Messages go out in slices of the stream's tail or of the read-ahead,
+        with the work of `deliver` inlined: a replay is nothing but this loop.
+        The socket's state cannot change within it (writes happen after it).
+        """
+        channel = self.channel
+        room = min(budget, self.prefetch - self.unacked)
+        if room <= 0 or not channel.owner.writable:
+            return 0
+        number, ctag, track = channel.number, self.tag_short, channel.track
+        next_tag, send = channel.next_delivery_tag, channel.conn.send_deliver
         sent = 0
-        while sent < budget and self.can_take():
-            msg = self._next()
-            if msg is None:
+        while sent < room:
+            batch = self._take(room - sent)
+            if not batch:
                 break
-            self.deliver(self.queue, msg, False)
-            sent += 1
+            for msg in batch:
+                tag = next_tag()
+                track(tag, self, msg, self)
+                _offset, _flags, exrk, props, body, _expires = msg
+                send(number, ctag, tag, False, exrk, props, body)
+            sent += len(batch)
+        if sent:
+            self.unacked += sent
+            channel.counters["deliver"] += sent
+            self.queue.counters["delivered"] += sent
         return sent
 
-    def _next(self) -> Message | None:
-        log = self.queue.log
+    def _take(self, n: int) -> list[Message]:
+        """Up to n messages from the position on (the tail, else the read-ahead); moves the position."""
+        queue = self.queue
+        log = queue.log
         pos = self.position
         if pos >= log.log_end_offset:
-            return None
+            return []
         start = log.log_start_offset
         if pos < start:  # retention went past it: go on from the oldest message left
             pos = start
-        msg = self.queue.from_tail(pos)
-        if msg is None:
-            msg = self._read_ahead(pos)
-            if msg is None:
-                return None
-        elif self._ahead:
-            self._ahead = []
-        self.position = pos + 1
-        return msg
+        batch = queue.tail_slice(pos, n)
+        if batch:
+            if self._ahead:  # caught up with the tail: the read-ahead is done with
+                self._ahead = []
+        else:
+            i = pos - self._ahead_base
+            if not 0 <= i < len(self._ahead):
+                self._read_ahead(pos)
+                i = 0
+            batch = self._ahead[i : i + n]
+        self.position = pos + len(batch)
+        return batch
 
-    def _read_ahead(self, pos: int) -> Message | None:
-        i = pos - self._ahead_base
-        if 0 <= i < len(self._ahead):
-            return self._ahead[i]
+    def _read_ahead(self, pos: int) -> None:
+        """Read the next records from the segments, each with its offset header added.
+
+        A stream's records mostly share their headers (flags, exchange, routing
+        key, properties), so each distinct one is split once per read.
+        """
         ahead: list[Message] = []
+        append = ahead.append
+        split: dict[bytes, tuple[int, bytes, bytes]] = {}
         for rec in self.queue.log.read(pos, max_records=READ_BATCH, max_bytes=READ_BYTES):
-            flags, exrk, props = split_record_headers(rec.headers)
+            parts = split.get(rec.headers)
+            if parts is None:
+                parts = split[rec.headers] = split_record_headers(rec.headers)
+            flags, exrk, props = parts
             offset = rec.offset
-            ahead.append(_new_message(Message, (offset, flags, exrk, with_offset_header(props, offset),
-                                                rec.value or b"", 0)))  # fmt: skip
+            append(_new_message(Message, (offset, flags, exrk, with_offset_header(props, offset),
+                                          rec.value or b"", 0)))  # fmt: skip
         self._ahead, self._ahead_base = ahead, pos
-        return ahead[0] if ahead else None
 
     def deliver(self, queue: Any, msg: Message, redelivered: bool) -> None:
         channel = self.channel
