@@ -41,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 
 from warrenmq.logstore import Histogram
 
+from .partitioned import PartitionedQueue
 from .session import CHANNEL_COUNTERS
 
 PROTOCOL = "amqp091"
@@ -278,8 +279,7 @@ class BrokerCollector:
                 segments(Sample("warrenmq_queue_segments", labels, len(log.segments), None))
                 segment_bytes(Sample("warrenmq_queue_segment_bytes", labels, log.size_bytes, None))
                 end_offset(Sample("warrenmq_queue_log_end_offset", labels, leo, None))
-                lag(Sample("warrenmq_queue_consumer_offset_lag", labels,
-                           max(0, leo - first_unsettled(queue, leo)), None))  # fmt: skip
+                lag(Sample("warrenmq_queue_consumer_offset_lag", labels, consumer_offset_lag(queue, leo), None))
         return iter(families)
 
     def _process(self, broker: Any) -> Iterator[Metric]:
@@ -297,6 +297,13 @@ class BrokerCollector:
         with contextlib.suppress(OSError):
             free = shutil.disk_usage(broker.config.data_dir).free
             yield _gauge("rabbitmq_disk_space_available_bytes", "Disk space available in bytes", free)
+
+
+def consumer_offset_lag(queue: Any, log_end_offset: int) -> int:
+    """Messages between the first unsettled one and the log end; a partitioned queue sums its partitions'."""
+    if isinstance(queue, PartitionedQueue):
+        return sum(consumer_offset_lag(m, m.log.log_end_offset) for m in queue.members)
+    return max(0, log_end_offset - first_unsettled(queue, log_end_offset))
 
 
 def first_unsettled(queue: Any, log_end_offset: int) -> int:

@@ -107,6 +107,8 @@ def decode_state(value: bytes) -> tuple[int, list[int], list[int], dict[int, int
 class Queue:
     """A queue; see the module docstring."""
 
+    tail_budget = TAIL_BUDGET_BYTES  # bytes of recent appends kept in memory (a partition keeps less)
+
     def __init__(
         self,
         vhost: str,
@@ -297,7 +299,7 @@ class Queue:
         self.last_appended = base + n - 1
         self.ready += n
         self.counters["published"] += n
-        keep = self._tail_bytes < TAIL_BUDGET_BYTES
+        keep = self._tail_bytes < self.tail_budget
         tail = self._tail
         added = 0
         lanes = self._lanes

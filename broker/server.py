@@ -63,6 +63,14 @@ from .message import (
     routing_key_of,
 )
 from .metadata import MetadataStore, decode_arguments, encode_arguments
+from .partitioned import PartitionedQueue, open_partitioned
+from .partitioning import (
+    PARTITION_KEY_ARG,
+    PARTITIONS_ARG,
+    is_partitioned,
+    partition_argument_error,
+    partition_count,
+)
 from .queue import Queue
 from .session import CHANNEL_COUNTERS
 from .stream import StreamQueue, apply_stream_retention
@@ -98,6 +106,8 @@ QUEUE_ARGUMENT_TYPES: dict[str, tuple[type, ...]] = {
     "x-delayed-retry-min": (int,),
     "x-delayed-retry-max": (int,),
     "x-retain-settled": (int,),
+    PARTITIONS_ARG: (int,),
+    PARTITION_KEY_ARG: (str,),
 }
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 RETRY_TYPES = ("disabled", "all", "failed", "returned")
@@ -230,12 +240,19 @@ class Broker:
                     offsets=self.stream_offsets,
                 )  # fmt: skip
                 continue
-            part = self.manager.get_or_create_topic(topic, 1, self.log_config).partition(0)
-            queue = Queue(
-                vhost, name, part, durable=True, exclusive_owner=None,
-                auto_delete=value["auto_delete"], arguments=decode_arguments(value["arguments"]),
-                on_dirty=self._queue_dirty, state=self.states.get(_state_key(vhost, name)),
-            )  # fmt: skip
+            if is_partitioned(arguments):
+                queue = open_partitioned(
+                    vhost, name, self.manager.get_or_create_topic(topic, partition_count(arguments), self.log_config),
+                    durable=True, exclusive_owner=None, auto_delete=value["auto_delete"], arguments=arguments,
+                    on_dirty=self._queue_dirty, state_of=self.states.get,
+                )  # fmt: skip
+            else:
+                part = self.manager.get_or_create_topic(topic, 1, self.log_config).partition(0)
+                queue = Queue(
+                    vhost, name, part, durable=True, exclusive_owner=None,
+                    auto_delete=value["auto_delete"], arguments=decode_arguments(value["arguments"]),
+                    on_dirty=self._queue_dirty, state=self.states.get(_state_key(vhost, name)),
+                )  # fmt: skip
             queue.on_dead_letter = self.dead_letter
             queue.on_unused_expired = self.delete_queue
             queue.touch()  # x-expires counts from now
@@ -527,10 +544,16 @@ class Broker:
         config = self.log_config if durable else self.transient_log_config
         if stream:
             config = stream_log_config(config, arguments)
-        part = self.manager.create_topic(topic_name, 1, config).partition(0)
+        topic = self.manager.create_topic(topic_name, 1 if stream else partition_count(arguments), config)
+        part = topic.partition(0)
         if stream:
             queue = StreamQueue(vhost.name, name, part, arguments=dict(arguments),
                                 on_dirty=self._queue_dirty, offsets=self.stream_offsets)  # fmt: skip
+        elif is_partitioned(arguments):
+            queue = open_partitioned(
+                vhost.name, name, topic, durable=durable, exclusive_owner=owner if exclusive else None,
+                auto_delete=auto_delete, arguments=dict(arguments), on_dirty=self._queue_dirty,
+            )  # fmt: skip
         else:
             queue = Queue(
                 vhost.name, name, part, durable=durable, exclusive_owner=owner if exclusive else None,
@@ -585,6 +608,8 @@ class Broker:
                 error = f"{{invalid_delayed_retry_type,{value}}}"
             elif key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
                 error = "routing_key_but_no_dlx_defined"
+            if error is None:
+                error = partition_argument_error(key, value, arguments)
             if error is not None:
                 raise ChannelError(
                     PRECONDITION_FAILED,
@@ -633,6 +658,8 @@ class Broker:
         if queue.durable:
             self.metadata.delete("queue", (queue.vhost, queue.name))
             self.states.delete(queue.state_key)
+            if isinstance(queue, PartitionedQueue):
+                queue.forget_states(self.states)
         if isinstance(queue, StreamQueue):
             queue.forget_consumer_offsets()
         self._dirty_queues.pop(queue, None)

@@ -56,6 +56,7 @@ REFUSED_ARGUMENTS = frozenset({
     "x-max-in-memory-length", "x-max-in-memory-bytes",
     # warrenmq's own arguments of ordinary queues
     "x-delayed-retry-type", "x-delayed-retry-min", "x-delayed-retry-max", "x-retain-settled",
+    "x-partitions", "x-partition-key",  # partitioned classic queues (partitioned.py), not streams yet
 })  # fmt: skip
 
 _MAX_AGE = re.compile(r"([0-9]*)(.*)", re.DOTALL)

@@ -18,6 +18,7 @@ from typing import Any
 
 from warrenmq.exchanges.registry import EXCHANGE_TYPES
 
+from ..partitioned import PartitionedQueue
 from .bindings import BindingRef, properties_key
 from .convert import to_json
 from .stats import (
@@ -216,6 +217,8 @@ class Views:
         if consumers:
             capacity = 1.0 if any(c.can_take() for c in consumers) else 0.0
         ready_bytes, unacked = queue.ready_bytes, unacked_bytes.get(queue, 0)
+        if isinstance(queue, PartitionedQueue):  # consumers' deliveries are held by the partitions
+            unacked += sum(unacked_bytes.get(member, 0) for member in queue.members)
         out = {
             "name": queue.name,
             "vhost": queue.vhost,
@@ -242,6 +245,8 @@ class Views:
             "message_stats": self._detailed(queue, numbers, stats_keys),
             **self._detailed(queue, numbers, _GAUGES),
         }
+        if isinstance(queue, PartitionedQueue):
+            out["partitions"] = queue.partitions
         owner = queue.exclusive_owner
         if owner is not None:
             peer, _local = self.addresses(owner)
@@ -354,6 +359,8 @@ class Views:
         queue = consumer.queue
         single_active = getattr(queue, "single_active", False)
         active = not single_active or (bool(queue.consumers) and queue.consumers[0] is consumer)
+        if isinstance(queue, PartitionedQueue):  # one active consumer per partition
+            active = queue.is_active(consumer)
         status = ("single_active" if active else "waiting") if single_active else "up"
         return {
             "consumer_tag": consumer.tag,

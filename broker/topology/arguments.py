@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from warrenmq.broker.partitioning import MAX_PARTITIONS, PARTITION_KEY_ARG, PARTITIONS_ARG
 from warrenmq.broker.server import MAX_EXPIRY, OVERFLOW_MODES, QUEUE_ARGUMENT_TYPES, RETRY_TYPES
 from warrenmq.exchanges import EXCHANGE_TYPES, InvalidArguments, make_exchange_type
 
@@ -37,6 +38,10 @@ def queue_argument_problems(arguments: Mapping[str, Any]) -> Iterator[tuple[str,
             message = f"must be one of {', '.join(RETRY_TYPES)}, not {value!r}"
         elif key == "x-dead-letter-routing-key" and "x-dead-letter-exchange" not in arguments:
             message = "needs a dead-letter-exchange (a routing key alone is refused by the broker)"
+        elif key == PARTITION_KEY_ARG and PARTITIONS_ARG not in arguments:
+            message = f"needs {PARTITIONS_ARG} (a partition key alone is refused by the broker)"
+        elif key == "x-overflow" and PARTITIONS_ARG in arguments and value != "drop-head":
+            message = f"must be drop-head on a queue with {PARTITIONS_ARG}, not {value!r}"
         else:
             message = None
         if message is not None:
@@ -54,6 +59,8 @@ def _integer_problem(key: str, value: Any) -> str | None:
         return f"must be at most {MAX_EXPIRY} milliseconds (ten years), not {value}"
     if key == "x-max-priority" and value > 255:
         return f"must be at most 255, not {value}"
+    if key == PARTITIONS_ARG and not 0 < value <= MAX_PARTITIONS:
+        return f"must be from 1 to {MAX_PARTITIONS}, not {value}"
     return None
 
 
