@@ -37,6 +37,8 @@ from .message import (
     has_expiration,
     record_headers,
 )
+from .partitioned_stream import PartitionedStream
+from .partitioned_stream_consumer import consume_partitioned_stream
 from .session import ChannelSession
 from .stream import StreamQueue
 from .stream_consumer import consume_stream
@@ -360,7 +362,7 @@ class BrokerConnection(ConnectionHandler):
         if not m.nowait:
             queue.flush_appends()
             # RabbitMQ counts no consumers on a stream here (its consumers are its channels' readers).
-            consumers = 0 if isinstance(queue, StreamQueue) else len(queue.consumers)
+            consumers = 0 if isinstance(queue, StreamQueue | PartitionedStream) else len(queue.consumers)
             self.conn.send_method(
                 session.number, replies.DeclareOk(queue.name, queue.message_count, consumers)
             )
@@ -436,6 +438,9 @@ class BrokerConnection(ConnectionHandler):
             )
         if isinstance(queue, StreamQueue):
             consume_stream(self.conn, session, queue, tag, m)
+            return
+        if isinstance(queue, PartitionedStream):
+            consume_partitioned_stream(self.conn, session, queue, tag, m)
             return
         if m.exclusive and queue.consumers:
             raise ChannelError(

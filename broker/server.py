@@ -64,6 +64,7 @@ from .message import (
 )
 from .metadata import MetadataStore, decode_arguments, encode_arguments
 from .partitioned import PartitionedQueue, open_partitioned
+from .partitioned_stream import PartitionedStream, open_partitioned_stream
 from .partitioning import (
     PARTITION_KEY_ARG,
     PARTITIONS_ARG,
@@ -233,6 +234,13 @@ class Broker:
             topic = self._topic_name(vhost, name)
             kept_topics.add(topic)
             arguments = decode_arguments(value["arguments"])
+            if is_stream(arguments) and is_partitioned(arguments):
+                self.vhosts[vhost].queues[name] = open_partitioned_stream(
+                    vhost, name, self.manager.get_or_create_topic(
+                        topic, partition_count(arguments), stream_log_config(self.log_config, arguments)),
+                    arguments=arguments, on_dirty=self._queue_dirty, offsets=self.stream_offsets,
+                )  # fmt: skip
+                continue
             if is_stream(arguments):
                 part = self.manager.get_or_create_topic(topic, 1, stream_log_config(self.log_config, arguments))
                 self.vhosts[vhost].queues[name] = StreamQueue(
@@ -544,9 +552,12 @@ class Broker:
         config = self.log_config if durable else self.transient_log_config
         if stream:
             config = stream_log_config(config, arguments)
-        topic = self.manager.create_topic(topic_name, 1 if stream else partition_count(arguments), config)
+        topic = self.manager.create_topic(topic_name, partition_count(arguments), config)
         part = topic.partition(0)
-        if stream:
+        if stream and is_partitioned(arguments):
+            queue = open_partitioned_stream(vhost.name, name, topic, arguments=dict(arguments),
+                                            on_dirty=self._queue_dirty, offsets=self.stream_offsets)  # fmt: skip
+        elif stream:
             queue = StreamQueue(vhost.name, name, part, arguments=dict(arguments),
                                 on_dirty=self._queue_dirty, offsets=self.stream_offsets)  # fmt: skip
         elif is_partitioned(arguments):
@@ -660,7 +671,7 @@ class Broker:
             self.states.delete(queue.state_key)
             if isinstance(queue, PartitionedQueue):
                 queue.forget_states(self.states)
-        if isinstance(queue, StreamQueue):
+        if isinstance(queue, StreamQueue | PartitionedStream):
             queue.forget_consumer_offsets()
         self._dirty_queues.pop(queue, None)
         self.manager.delete_topic(self._topic_name(queue.vhost, queue.name))

@@ -131,7 +131,7 @@ class StreamQueue:
         added = 0
         for i, (flags, exrk, props, body) in enumerate(metas):
             offset = base + i
-            tail.append(_new_message(Message, (offset, flags, exrk, with_offset_header(props, offset), body, 0)))
+            tail.append(_new_message(Message, (offset, flags, exrk, self.with_headers(props, offset), body, 0)))
             added += len(body)
         self._tail_bytes += added
         if self._tail_bytes > TAIL_BUDGET_BYTES:
@@ -143,6 +143,10 @@ class StreamQueue:
             self._tail_bytes -= sum(len(m.body) for m in self._tail[:cut])
             del self._tail[:cut]
             self._tail_base += cut
+
+    def with_headers(self, properties: bytes, offset: int) -> bytes:
+        """A record's properties as delivered: with its `x-stream-offset` header."""
+        return with_offset_header(properties, offset)
 
     def tail_slice(self, offset: int, n: int) -> list[Message]:
         """Up to n recent messages kept in memory from offset on; empty when it is not there."""
@@ -206,8 +210,12 @@ class StreamQueue:
         if deleted:
             start = self.log.log_start_offset
             self._drop_tail_below(start)
-            self.offsets.forget_below(self.vhost, self.name, start)
+            self.forget_offsets_below(start)
         return deleted
+
+    def forget_offsets_below(self, log_start: int) -> None:
+        """Retention took every message below log_start: the offsets committed below it go too."""
+        self.offsets.forget_below(self.vhost, self.name, log_start)
 
     def forget_consumer_offsets(self) -> None:
         """The stream is deleted: so are its named consumers' offsets."""
@@ -269,8 +277,10 @@ class StreamQueue:
 
 def apply_stream_retention(queues: Iterable[Any]) -> None:
     """The upkeep loop's pass: each stream deletes what aged out (or outgrew its limit)."""
-    for queue in queues:
-        if isinstance(queue, StreamQueue):
+    for whole in queues:
+        for queue in getattr(whole, "stream_partitions", (whole,)):
+            if not isinstance(queue, StreamQueue):
+                continue
             try:
                 queue.apply_retention()
             except OSError:  # the next pass tries again; the upkeep loop must go on

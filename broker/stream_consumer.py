@@ -50,6 +50,7 @@ READ_BATCH = 512
 READ_BYTES = 1 << 20
 # Consumer arguments of the other queue types: a stream refuses them.
 REFUSED_CONSUMER_ARGUMENTS = ("x-priority", "x-cancel-on-ha-failover")
+GROUP_ARG = "x-consumer-group"  # partitioned streams only (partitioned_stream_consumer.py)
 _new_message = tuple.__new__
 
 
@@ -179,7 +180,7 @@ def consume_stream(conn: Any, session: ChannelSession, queue: StreamQueue, tag: 
     """basic.consume on a stream (after the tag-reuse check); see the module docstring."""
     arguments = dict(method.arguments or {})
     resource = queue.resource
-    spec = _offset_spec(arguments, resource, queue.now_ms())
+    spec = offset_spec(arguments, resource, queue.now_ms())
     tracked = tracking_wanted(arguments.get(TRACKING_ARG), bool(method.consumer_tag))
     if tracked is None:
         raise ChannelError(
@@ -188,16 +189,12 @@ def consume_stream(conn: Any, session: ChannelSession, queue: StreamQueue, tag: 
             f"{{unacceptable_type,{type_name(arguments[TRACKING_ARG])}}}",
             60, 20,
         )  # fmt: skip
-    if session.prefetch_count == 0:
+    if GROUP_ARG in arguments:
         raise ChannelError(
-            PRECONDITION_FAILED, f"consumer prefetch count is not set for stream {resource}", 60, 20
-        )
-    if method.no_ack:
-        raise ConnectionError(
-            NOT_IMPLEMENTED, f"automatic acknowledgement not supported by stream {resource}", 60, 20
-        )
-    if session.limiter_active:
-        raise ConnectionError(NOT_IMPLEMENTED, f"{resource} does not support global qos", 60, 20)
+            PRECONDITION_FAILED, f"invalid arg '{GROUP_ARG}' for {resource}: consumer groups need a "
+            "partitioned stream (x-partitions)", 60, 20,
+        )  # fmt: skip
+    check_stream_consume(session, method, resource)
     queue.flush_appends()  # "next" means after what was published before this consume
     key = ConsumerOffsets.key(queue.vhost, queue.name, tag) if tracked else None
     consumer = StreamConsumer(
@@ -211,7 +208,21 @@ def consume_stream(conn: Any, session: ChannelSession, queue: StreamQueue, tag: 
     queue.dispatch()
 
 
-def _offset_spec(arguments: dict[str, Any], resource: str, now_ms: int) -> Any:
+def check_stream_consume(session: ChannelSession, method: Any, resource: str) -> None:
+    """A stream consumer needs a prefetch (406), manual acks (540) and no global limit in force (540)."""
+    if session.prefetch_count == 0:
+        raise ChannelError(
+            PRECONDITION_FAILED, f"consumer prefetch count is not set for stream {resource}", 60, 20
+        )
+    if method.no_ack:
+        raise ConnectionError(
+            NOT_IMPLEMENTED, f"automatic acknowledgement not supported by stream {resource}", 60, 20
+        )
+    if session.limiter_active:
+        raise ConnectionError(NOT_IMPLEMENTED, f"{resource} does not support global qos", 60, 20)
+
+
+def offset_spec(arguments: dict[str, Any], resource: str, now_ms: int) -> Any:
     """The consumer's x-stream-offset (None when absent); 406 for an argument a stream refuses."""
     for key in REFUSED_CONSUMER_ARGUMENTS:
         if key in arguments:

@@ -30,6 +30,8 @@ from warrenmq.amqp import ChannelError
 from warrenmq.amqp.constants import PRECONDITION_FAILED
 from warrenmq.logstore import LogConfig
 
+from .partitioning import MAX_PARTITIONS
+
 STREAM_TYPE = "stream"
 QUEUE_TYPE_ARG = "x-queue-type"
 QUEUE_TYPE_MODULE = "rabbit_stream_queue"  # how RabbitMQ names the type in its texts
@@ -46,6 +48,8 @@ STREAM_ARGUMENTS = (
     "x-stream-filter-size-bytes",
     "x-initial-cluster-size",
     "x-queue-leader-locator",
+    "x-partitions",  # a partitioned stream (partitioned_stream.py)
+    "x-partition-key",
 )
 # Arguments of the other queue types: a stream refuses them.
 REFUSED_ARGUMENTS = frozenset({
@@ -56,7 +60,6 @@ REFUSED_ARGUMENTS = frozenset({
     "x-max-in-memory-length", "x-max-in-memory-bytes",
     # warrenmq's own arguments of ordinary queues
     "x-delayed-retry-type", "x-delayed-retry-min", "x-delayed-retry-max", "x-retain-settled",
-    "x-partitions", "x-partition-key",  # partitioned classic queues (partitioned.py), not streams yet
 })  # fmt: skip
 
 _MAX_AGE = re.compile(r"([0-9]*)(.*)", re.DOTALL)
@@ -88,7 +91,7 @@ def check_stream_declare(vhost: str, name: str, arguments: dict[str, Any], *, du
         _refuse(f"Cannot declare a server-named queue for type {QUEUE_TYPE_MODULE}")
     for key in STREAM_ARGUMENTS:
         if key in arguments:
-            error = _argument_error(key, arguments[key])
+            error = _argument_error(key, arguments[key], arguments)
             if error is not None:
                 _refuse(f"invalid arg '{key}' for {resource}: {error}")
     for key in arguments:
@@ -118,7 +121,7 @@ def stream_log_config(base: LogConfig, arguments: dict[str, Any]) -> LogConfig:
     )
 
 
-def _argument_error(key: str, value: Any) -> str | None:
+def _argument_error(key: str, value: Any, arguments: dict[str, Any]) -> str | None:
     """RabbitMQ's reason for a bad value of one of the stream's arguments, None when fine."""
     if key == QUEUE_TYPE_ARG:
         return None  # only "stream" reaches here
@@ -126,6 +129,15 @@ def _argument_error(key: str, value: Any) -> str | None:
         if not isinstance(value, str):
             return f"{{unacceptable_type,{type_name(value)}}}"
         return None if parse_max_age(value) is not None else "invalid_max_age"
+    if key == "x-partition-key":
+        if not isinstance(value, str):
+            return f"{{unacceptable_type,{type_name(value)}}}"
+        return None if "x-partitions" in arguments else "partition_key_but_no_partitions"
+    if key == "x-partitions" and _is_int(value):
+        if value == 0:
+            return "{value_zero,0}"
+        if value > MAX_PARTITIONS:
+            return f"{{max_value_exceeded,{value}}}"
     if key == "x-queue-leader-locator":
         if not isinstance(value, str):
             return f"{{unacceptable_type,{type_name(value)}}}"

@@ -94,3 +94,29 @@ def _around_offset(properties: bytes) -> tuple[bytes, bytes] | None:
         return None
     before = properties[:pos] + _U32.pack(size + _ENTRY_SIZE) + properties[pos + 4 : end]
     return before + _ENTRY_HEAD, properties[end:]
+
+
+PARTITION_HEADER = "x-stream-partition"
+_PARTITION_NAME = PARTITION_HEADER.encode()
+_PARTITION_ENTRY_HEAD = bytes((len(_PARTITION_NAME),)) + _PARTITION_NAME + b"l"
+
+
+def with_partition_header(properties: bytes, partition: int) -> bytes:
+    """Properties that carry a headers table (with_offset_header's) with `x-stream-partition` added.
+
+    The entry goes at the end of the table, after `x-stream-offset`; a
+    publisher's own `x-stream-partition` is replaced by the table rewrite.
+    """
+    flags = properties[0] << 8 | properties[1]
+    pos = 2
+    if flags & _CONTENT_TYPE:
+        pos += 1 + properties[pos]
+    if flags & _CONTENT_ENCODING:
+        pos += 1 + properties[pos]
+    size = _U32.unpack_from(properties, pos)[0]
+    end = pos + 4 + size
+    if _PARTITION_NAME in properties[pos + 4 : end]:
+        return set_long_header(properties, PARTITION_HEADER, partition)
+    entry = _PARTITION_ENTRY_HEAD + _Q(partition)
+    return b"".join((properties[:pos], _U32.pack(size + len(entry)), properties[pos + 4 : end], entry,
+                     properties[end:]))  # fmt: skip

@@ -129,6 +129,19 @@ class ConsumerOffsets:
     def key(vhost: str, queue: str, tag: str) -> bytes:
         return f"{vhost}\x00{queue}\x00{tag}".encode("utf-8", "surrogateescape")
 
+    @staticmethod
+    def group_key(vhost: str, queue: str, group: str, partition: int) -> bytes:
+        """A consumer group's key for one partition: an empty tag (no consumer has one), then both."""
+        return ConsumerOffsets.partition_prefix(vhost, queue, partition) + group.encode("utf-8", "surrogateescape")
+
+    @staticmethod
+    def partition_prefix(vhost: str, queue: str, partition: int) -> bytes:
+        return f"{vhost}\x00{queue}\x00\x00{partition}\x00".encode("utf-8", "surrogateescape")
+
+    def forget_partition_below(self, vhost: str, queue: str, partition: int, log_start: int) -> None:
+        """Retention took one partition's messages below log_start: its groups' offsets there go too."""
+        self._forget(self.partition_prefix(vhost, queue, partition), log_start - 1)
+
     def committed(self, key: bytes) -> int | None:
         """The last offset committed under key (noted this turn, or stored), None if none."""
         if key in self._pending:

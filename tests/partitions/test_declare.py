@@ -46,12 +46,33 @@ def test_bad_partition_arguments_are_refused(connect, names, arguments, reason):
         ch.queue_declare(q, arguments=arguments)
 
 
-def test_a_stream_refuses_partitions_for_now(connect, names):
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ({"x-partitions": 0}, "invalid arg 'x-partitions' for queue '{q}' in vhost '/': {{value_zero,0}}"),
+        ({"x-partitions": 1025}, "invalid arg 'x-partitions' for queue '{q}' in vhost '/': "
+                                 "{{max_value_exceeded,1025}}"),
+        ({"x-partition-key": "k"}, "invalid arg 'x-partition-key' for queue '{q}' in vhost '/': "
+                                   "partition_key_but_no_partitions"),
+    ],
+    ids=["zero", "too-many", "key-alone"],
+)  # fmt: skip
+def test_a_stream_checks_its_partition_arguments(connect, names, arguments, reason):
     q = names("q")
     ch = connect().channel()
-    with refused(406, f"PRECONDITION_FAILED - invalid arg 'x-partitions' for queue '{q}' in vhost '/' "
-                      "of queue type rabbit_stream_queue"):  # fmt: skip
-        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "stream", "x-partitions": 4})
+    with refused(406, "PRECONDITION_FAILED - " + reason.format(q=q)):
+        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "stream", **arguments})
+
+
+def test_a_partitioned_stream_is_declared_and_redeclared(connect, names):
+    q = names("q")
+    ch = connect().channel()
+    arguments = {"x-queue-type": "stream", "x-partitions": 4}
+    assert ch.queue_declare(q, durable=True, arguments=arguments).method.message_count == 0
+    assert ch.queue_declare(q, durable=True, arguments=arguments).method.message_count == 0
+    with refused(406, f"PRECONDITION_FAILED - inequivalent arg 'x-partitions' for queue '{q}' in vhost '/': "
+                      "received '3' but current is '4'"):  # fmt: skip
+        ch.queue_declare(q, durable=True, arguments={"x-queue-type": "stream", "x-partitions": 3})
 
 
 def test_the_largest_partition_count_is_accepted(connect, names):
