@@ -240,3 +240,60 @@ def test_publishing_through_an_exchange_with_confirms(connect, names):
     assert got.got[0].body == "via-exchange"
     assert got.got[0].offset == 0
     ch.exchange_delete(x)
+
+
+def test_every_offset_specification_with_aio_pika(stream, broker, run):
+    """The same stream read from each kind of x-stream-offset, as aio-pika sends it."""
+    published = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(seconds=10)
+    cases = {
+        "first": ("first", BODIES),
+        "offset": (3, BODIES[3:]),
+        "last": ("last", BODIES[4:]),
+        "interval": ("1h", BODIES),
+        "timestamp": (published, BODIES),  # an AMQP timestamp before every message
+    }
+
+    async def read(offset: object, count: int) -> list[tuple[str, int]]:
+        conn = await aio_pika.connect(broker.url)
+        async with conn:
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=10)
+            queue = await ch.get_queue(stream, ensure=False)
+            got: list[tuple[str, int]] = []
+            done = asyncio.Event()
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                got.append((message.body.decode(), message.headers["x-stream-offset"]))
+                await message.ack()
+                if len(got) == count:
+                    done.set()
+
+            await queue.consume(on_message, arguments={"x-stream-offset": offset})
+            await asyncio.wait_for(done.wait(), 10)
+            return got
+
+    async def read_next() -> list[tuple[str, int]]:
+        """`next` (the default): nothing of what is there, then what comes."""
+        conn = await aio_pika.connect(broker.url)
+        async with conn:
+            ch = await conn.channel(publisher_confirms=True)
+            await ch.set_qos(prefetch_count=10)
+            queue = await ch.get_queue(stream, ensure=False)
+            got: list[tuple[str, int]] = []
+            done = asyncio.Event()
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                got.append((message.body.decode(), message.headers["x-stream-offset"]))
+                await message.ack()
+                done.set()
+
+            await queue.consume(on_message, arguments={"x-stream-offset": "next"})
+            await ch.default_exchange.publish(aio_pika.Message(b"m5"), routing_key=stream)
+            await asyncio.wait_for(done.wait(), 10)
+            return got
+
+    for name, (offset, bodies) in cases.items():
+        got = run(read(offset, len(bodies)))
+        expected = [(body, BODIES.index(body)) for body in bodies]
+        assert got == expected, name
+    assert run(read_next()) == [("m5", 5)]
