@@ -314,6 +314,20 @@ def cmd_replay(client: ManagementClient, args: argparse.Namespace) -> None:
           f"refused {counts.get('refused', 0)}; next offset {counts.get('next_offset', '')}")  # fmt: skip
 
 
+def cmd_offsets(client: ManagementClient, args: argparse.Namespace) -> None:
+    """A queue's log offsets and each committed offset's lag (a warrenmq endpoint; RabbitMQ has none)."""
+    answer = client.request("GET", api_path("queues", args.vhost, args.queue, "offsets")) or {}
+    if args.json:
+        _print_json(answer)
+        return
+    print(format_table(_columns("partition", "log_start", "log_end", "messages"),
+                       answer.get("partitions") or []))  # fmt: skip
+    consumers = answer.get("consumers") or []
+    if consumers:
+        print()
+        print(format_table(_columns("name", "group", "partition", "committed", "lag"), consumers))
+
+
 def format_message(number: int, message: dict[str, Any]) -> str:
     """One fetched message as "field: value" lines, the payload last (it may span lines)."""
     exchange = message.get("exchange", "")
@@ -488,6 +502,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "of their first x-death entry")  # fmt: skip
     replay.add_argument("--all", action="store_true",
                         help="unsettled records too (default: only settled ones)")  # fmt: skip
+
+    offsets = command(commands, "offsets", cmd_offsets,
+                      "show a queue's log offsets and its consumers' committed offsets and lag")  # fmt: skip
+    offsets.add_argument("queue")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,6 +149,24 @@ class ConsumerOffsets:
         raw = self._store.get(key)
         return None if raw is None else _OFFSET.unpack(raw)[0]
 
+    def of_queue(self, vhost: str, queue: str) -> list[tuple[str, int | None, int]]:
+        """Every offset committed on a queue, sorted: (tag or group, partition or None for a tag, offset).
+
+        For `ctl offsets`: the keys say which is which (a group's tag part is empty).
+        """
+        prefix = self.key(vhost, queue, "")
+        found = {k: _OFFSET.unpack(raw)[0] for k, raw in self._store.items() if k.startswith(prefix)}
+        found.update((k, v) for k, v in self._pending.items() if k.startswith(prefix))
+        rows: list[tuple[str, int | None, int]] = []
+        for key, offset in found.items():
+            rest = key[len(prefix):].decode("utf-8", "surrogateescape")
+            if rest.startswith("\x00"):
+                partition, _, group = rest[1:].partition("\x00")
+                rows.append((group, int(partition), offset))
+            else:
+                rows.append((rest, None, offset))
+        return sorted(rows, key=lambda row: (row[1] is not None, row[0], row[1] or 0))
+
     def commit(self, key: bytes, offset: int) -> None:
         self._pending[key] = offset
 

@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from . import access, definitions, replay, runtime, topology
+from . import access, definitions, offsets, replay, runtime, topology
 
 Handler = Callable[[Any], Any]
 
@@ -53,6 +53,7 @@ ROUTES: list[tuple[str, dict[str, Handler]]] = [
     ("/api/queues/{vhost}/{queue}/contents", {"DELETE": topology.purge_queue}),
     ("/api/queues/{vhost}/{queue}/get", {"POST": topology.get_messages}),
     ("/api/queues/{vhost}/{queue}/replay", {"POST": replay.replay_queue}),
+    ("/api/queues/{vhost}/{queue}/offsets", {"GET": offsets.queue_offsets}),
     # bindings
     ("/api/bindings", {"GET": topology.list_bindings}),
     ("/api/bindings/{vhost}", {"GET": topology.list_bindings}),
