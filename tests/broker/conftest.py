@@ -23,18 +23,15 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pika
 import pytest
-from support.broker import BrokerProcess
+from support.broker import BrokerProcess, running_broker, watching
 
 REFERENCE_URL = os.environ.get("WARRENMQ_REFERENCE_URL")
 DEADLINE = 10.0  # seconds any wait in these tests may take before it fails
@@ -101,32 +98,15 @@ def broker_module() -> Iterator[Target]:
     if REFERENCE_URL:
         yield Target(None, REFERENCE_URL)
         return
-    base = Path(tempfile.mkdtemp(prefix="warrenmq-e2e-"))
-    data = base / "data"
-    data.mkdir()
-    process = BrokerProcess(data)
-    try:
-        process.start()
+    with running_broker("warrenmq-e2e-") as process:
         yield Target(process)
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def broker(broker_module: Target) -> Iterator[Target]:
     """The module's broker; the test fails if the broker logged a traceback meanwhile."""
-    process = broker_module.process
-    mark = len(process.log_lines) if process is not None else 0
-    yield broker_module
-    if process is not None:
-        if process.proc is not None and process.proc.poll() is not None and process.proc.returncode:
-            pytest.fail("the broker exited:\n" + process.log_text()[-3000:])
-        new = "".join(process.log_lines[mark:])
-        assert "Traceback" not in new, new
+    with watching(broker_module.process):
+        yield broker_module
 
 
 @pytest.fixture

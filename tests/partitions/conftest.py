@@ -13,19 +13,16 @@ import base64
 import contextlib
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pika
 import pytest
-from support.broker import BrokerProcess
+from support.broker import BrokerProcess, running_broker, watching
 from support.partitions import DEADLINE
 
 
@@ -80,31 +77,15 @@ class Target:
 
 @pytest.fixture(scope="module")
 def broker_module() -> Iterator[Target]:
-    base = Path(tempfile.mkdtemp(prefix="warrenmq-partitions-"))
-    data = base / "data"
-    data.mkdir()
-    process = BrokerProcess(data)
-    try:
-        process.start()
+    with running_broker("warrenmq-partitions-") as process:
         yield Target(process)
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def broker(broker_module: Target) -> Iterator[Target]:
     """The module's broker; the test fails if the broker logged a traceback meanwhile."""
-    process = broker_module.process
-    mark = len(process.log_lines)
-    yield broker_module
-    if process.proc is not None and process.proc.poll() is not None and process.proc.returncode:
-        pytest.fail("the broker exited:\n" + process.log_text()[-3000:])
-    new = "".join(process.log_lines[mark:])
-    assert "Traceback" not in new, new
+    with watching(broker_module.process):
+        yield broker_module
 
 
 @pytest.fixture

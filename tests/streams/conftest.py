@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from urllib.parse import urlparse
 
 import pika
 import pytest
-from support.broker import BrokerProcess
+from support.broker import BrokerProcess, running_broker, watching
 from support.streams import DEADLINE
 
 from warrenmq.logstore import escape_name
@@ -103,32 +101,15 @@ def broker_module() -> Iterator[Target]:
     if REFERENCE_URL:
         yield Target(None, REFERENCE_URL)
         return
-    base = Path(tempfile.mkdtemp(prefix="warrenmq-streams-"))
-    data = base / "data"
-    data.mkdir()
-    process = BrokerProcess(data)
-    try:
-        process.start()
+    with running_broker("warrenmq-streams-") as process:
         yield Target(process)
-    finally:
-        try:
-            process.stop()
-        finally:
-            process.kill()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def broker(broker_module: Target) -> Iterator[Target]:
     """The module's broker; the test fails if the broker logged a traceback meanwhile."""
-    process = broker_module.process
-    mark = len(process.log_lines) if process is not None else 0
-    yield broker_module
-    if process is not None:
-        if process.proc is not None and process.proc.poll() is not None and process.proc.returncode:
-            pytest.fail("the broker exited:\n" + process.log_text()[-3000:])
-        new = "".join(process.log_lines[mark:])
-        assert "Traceback" not in new, new
+    with watching(broker_module.process):
+        yield broker_module
 
 
 @pytest.fixture

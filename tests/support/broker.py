@@ -7,14 +7,20 @@ keeps its data in a directory the test owns, and can be stopped cleanly
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 _LISTENING = re.compile(r"listening for AMQP on [^:]+:(\d+)")
 _HTTP = re.compile(r"listening for (management HTTP|Prometheus metrics) on [^:]+:(\d+)")
@@ -101,3 +107,34 @@ class BrokerProcess:
 
     def log_text(self) -> str:
         return "".join(self.log_lines)
+
+
+@contextlib.contextmanager
+def running_broker(prefix: str, *extra_args: str) -> Iterator[BrokerProcess]:
+    """A started broker with its data in a fresh temporary directory; stopped and removed after."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    data = base / "data"
+    data.mkdir()
+    process = BrokerProcess(data, *extra_args)
+    try:
+        process.start()
+        yield process
+    finally:
+        try:
+            process.stop()
+        finally:
+            process.kill()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def watching(process: BrokerProcess | None) -> Iterator[None]:
+    """Fail the test if the broker exited, or logged a traceback, while it ran."""
+    mark = len(process.log_lines) if process is not None else 0
+    yield
+    if process is None:
+        return
+    if process.proc is not None and process.proc.poll() is not None and process.proc.returncode:
+        pytest.fail("the broker exited:\n" + process.log_text()[-3000:])
+    new = "".join(process.log_lines[mark:])
+    assert "Traceback" not in new, new
