@@ -9,38 +9,12 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import pika
 import pytest
-
-from warrenmq.broker.cli import main
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def ctl(mgmt_broker: Any, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """ctl(*args) -> Result: `warrenmq ctl --url <broker> *args`, run in this process."""
-
-    def ctl(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main(["ctl", "--url", mgmt_broker.management_url, *args])
-        except SystemExit as exc:  # argparse
-            code = exc.code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return ctl
 
 
 @pytest.fixture

@@ -10,38 +10,12 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pika
 import pytest
 
-from warrenmq.broker.cli import main
-
 DEADLINE = 30.0
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def ctl(mgmt_broker: Any, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """ctl(*args) -> Result: `warrenmq ctl --url <broker> *args`, run in this process."""
-
-    def ctl(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main(["ctl", "--url", mgmt_broker.management_url, *args])
-        except SystemExit as exc:  # argparse
-            code = exc.code
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return ctl
 
 
 @pytest.fixture
@@ -58,7 +32,7 @@ def name() -> str:
     return f"offsets.{uuid.uuid4().hex[:8]}"
 
 
-def offsets(ctl: Callable[..., Result], queue: str) -> dict[str, Any]:
+def offsets(ctl: Callable[..., Any], queue: str) -> dict[str, Any]:
     result = ctl("offsets", queue, "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)
@@ -94,7 +68,7 @@ def consume_and_ack(conn: pika.BlockingConnection, queue: str, count: int, ack: 
     return seen
 
 
-def test_stream_named_consumer(ctl: Callable[..., Result], conn: pika.BlockingConnection, name: str) -> None:
+def test_stream_named_consumer(ctl: Callable[..., Any], conn: pika.BlockingConnection, name: str) -> None:
     ch = conn.channel()
     ch.confirm_delivery()
     ch.queue_declare(name, durable=True, arguments={"x-queue-type": "stream"})
@@ -113,7 +87,7 @@ def test_stream_named_consumer(ctl: Callable[..., Result], conn: pika.BlockingCo
     ]
 
 
-def test_partitioned_stream_group(ctl: Callable[..., Result], conn: pika.BlockingConnection, name: str) -> None:
+def test_partitioned_stream_group(ctl: Callable[..., Any], conn: pika.BlockingConnection, name: str) -> None:
     ch = conn.channel()
     ch.confirm_delivery()
     ch.queue_declare(name, durable=True, arguments={
@@ -148,7 +122,7 @@ def test_partitioned_stream_group(ctl: Callable[..., Result], conn: pika.Blockin
     ]
 
 
-def test_classic_queue_settled(ctl: Callable[..., Result], conn: pika.BlockingConnection, name: str) -> None:
+def test_classic_queue_settled(ctl: Callable[..., Any], conn: pika.BlockingConnection, name: str) -> None:
     ch = conn.channel()
     ch.confirm_delivery()
     ch.queue_declare(name, durable=True)
@@ -166,7 +140,7 @@ def test_classic_queue_settled(ctl: Callable[..., Result], conn: pika.BlockingCo
     assert table_rows(ctl("offsets", name).out)[-1] == ["settled", "false", "0", "1", "3"]
 
 
-def test_missing_queue(ctl: Callable[..., Result], mgmt_broker: Any, name: str) -> None:
+def test_missing_queue(ctl: Callable[..., Any], mgmt_broker: Any, name: str) -> None:
     result = ctl("offsets", name)
     assert result.code == 1
     assert "404" in result.err or "not found" in result.err.lower(), result.err
